@@ -1,0 +1,37 @@
+"""One root exception for leadflow, and a subclass per area.
+
+Bad *events* never raise out of the stream: decoding errors become DLQ records carrying a stable
+``code`` (see ``schemas.codec``). Exceptions are for bad configuration and for programming errors.
+"""
+
+from __future__ import annotations
+
+
+class LeadflowError(Exception):
+    """Root of every error leadflow raises on purpose."""
+
+
+class PolicyError(LeadflowError):
+    """A policy file that cannot be used; the message names the file, the line and the key."""
+
+    def __init__(self, file: str, line: int | None, key: str | None, problem: str) -> None:
+        self.file = file
+        self.line = line
+        self.key = key
+        self.problem = problem
+        where = file if line is None else f"{file}:{line}"
+        what = f"{key}: " if key else ""
+        super().__init__(f"{where}: {what}{problem}")
+
+
+class EventError(LeadflowError):
+    """An input message that cannot be turned into an event; ``code`` is stable and machine-readable."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail}")
+
+
+class ConfigError(LeadflowError):
+    """Bad command-line or environment configuration (exit status 2)."""

@@ -1,0 +1,85 @@
+"""Input events: frozen, typed, named as past facts.
+
+Times inside the core are integers: milliseconds since the Unix epoch, UTC. Decoding (JSON or Avro,
+with validation and DLQ error codes) lives in ``schemas.codec``; this module only defines the shapes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Final
+
+FORM_FILL: Final = "form_fill"
+EMAIL_ENGAGEMENT: Final = "email_engagement"
+SALES_TOUCH: Final = "sales_touch"
+LEAD_ASSIGNED: Final = "lead_assigned"
+SALES_DISPOSITION: Final = "sales_disposition"
+DEAL_STAGE_CHANGE: Final = "deal_stage_change"
+
+EMAIL_ACTIONS: Final = frozenset({"delivered", "open", "click", "reply", "bounce", "unsubscribe"})
+TOUCH_CHANNELS: Final = frozenset({"call", "email", "meeting", "social", "sms"})
+DECISIONS: Final = frozenset({"accept", "qualify", "reject", "disqualify"})
+OPEN_DEAL_STAGES: Final = frozenset({"created", "discovery", "proposal", "negotiation"})
+DEAL_STAGES: Final = OPEN_DEAL_STAGES | {"closed_won", "closed_lost"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadEvent:
+    """Fields every event carries. ``occurred_at`` is event time in epoch milliseconds (UTC)."""
+
+    event_type: ClassVar[str]
+    event_id: str
+    lead_id: str
+    occurred_at: int
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FormFilled(LeadEvent):
+    event_type: ClassVar[str] = FORM_FILL
+    form_type: str
+    form_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmailEngaged(LeadEvent):
+    event_type: ClassVar[str] = EMAIL_ENGAGEMENT
+    action: str
+    campaign_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SalesTouched(LeadEvent):
+    event_type: ClassVar[str] = SALES_TOUCH
+    rep_id: str | None = None
+    channel: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LeadAssigned(LeadEvent):
+    event_type: ClassVar[str] = LEAD_ASSIGNED
+    owner_id: str
+    team: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SalesDispositioned(LeadEvent):
+    event_type: ClassVar[str] = SALES_DISPOSITION
+    decision: str
+    reason: str | None = None
+    rep_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DealStageChanged(LeadEvent):
+    event_type: ClassVar[str] = DEAL_STAGE_CHANGE
+    stage: str
+    deal_id: str | None = None
+    amount: float | None = None
+
+
+EVENT_TYPES: Final[dict[str, type[LeadEvent]]] = {
+    cls.event_type: cls
+    for cls in (FormFilled, EmailEngaged, SalesTouched, LeadAssigned, SalesDispositioned, DealStageChanged)
+}

@@ -1,0 +1,122 @@
+"""The policy: scoring, the business calendar and SLA deadlines, with every default built in.
+
+Policies come from one TOML file (SPEC section 7); ``load_policy`` refuses a bad file with a
+:class:`~lifecycle.errors.PolicyError` naming the file, the line and the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Final, Mapping
+
+SLA_NAMES: Final = ("assignment", "first_touch", "qualification", "opportunity", "nurture")
+#: The stage each SLA belongs to.
+SLA_STAGE: Final = {
+    "assignment": "mql",
+    "first_touch": "mql",
+    "qualification": "sal",
+    "opportunity": "sql",
+    "nurture": "recycled",
+}
+DURATION_UNITS_MS: Final = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+WEEKDAYS: Final = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """``<number><unit>``. With ``business`` time, a day (``d``) is one working day of the calendar."""
+
+    amount: float
+    unit: str  # one of DURATION_UNITS_MS
+
+    def scaled(self, fraction: float) -> Duration:
+        return Duration(self.amount * fraction, self.unit)
+
+    def __str__(self) -> str:
+        amount = int(self.amount) if float(self.amount).is_integer() else self.amount
+        return f"{amount}{self.unit}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlaPolicy:
+    within: Duration
+    business: bool
+    warn_at: float | None = None  # fraction of ``within``; None: no warning
+    escalate_after: Duration | None = None  # after the breach, on the same clock; None: no escalation
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarPolicy:
+    timezone: str = "UTC"
+    workdays: tuple[int, ...] = (0, 1, 2, 3, 4)  # Monday = 0, as datetime.weekday()
+    day_start: dt.time = dt.time(9, 0)
+    day_end: dt.time = dt.time(17, 0)
+    holidays: frozenset[dt.date] = frozenset()
+
+
+def _frozen(mapping: Mapping) -> Mapping:
+    return MappingProxyType(dict(mapping))
+
+
+DEFAULT_POINTS: Final = _frozen(
+    {
+        "form_fill:content_download": 15,
+        "form_fill:webinar": 20,
+        "form_fill:*": 10,
+        "email_engagement:open": 1,
+        "email_engagement:click": 5,
+        "email_engagement:reply": 15,
+        "email_engagement:unsubscribe": -20,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Scoring:
+    mql_threshold: int = 50
+    hand_raisers: frozenset[str] = frozenset({"demo_request", "contact_us", "pricing"})
+    points: Mapping[str, int] = field(default_factory=lambda: DEFAULT_POINTS)
+
+    def points_for(self, event_type: str, qualifier: str) -> int:
+        """Points for ``<event_type>:<qualifier>``, falling back to ``<event_type>:*``, else 0."""
+        points = self.points.get(f"{event_type}:{qualifier}")
+        if points is None:
+            points = self.points.get(f"{event_type}:*", 0)
+        return points
+
+
+DEFAULT_SLAS: Final = _frozen(
+    {
+        "assignment": SlaPolicy(Duration(15, "m"), business=False),
+        "first_touch": SlaPolicy(
+            Duration(4, "h"), business=True, warn_at=0.75, escalate_after=Duration(4, "h")
+        ),
+        "qualification": SlaPolicy(Duration(5, "d"), business=True),
+        "opportunity": SlaPolicy(Duration(10, "d"), business=True),
+        "nurture": SlaPolicy(Duration(7, "d"), business=False),
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TeamPolicy:
+    """What a team works by: its calendar and its SLAs (the defaults with the team's overrides)."""
+
+    calendar: CalendarPolicy
+    slas: Mapping[str, SlaPolicy]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    scoring: Scoring = field(default_factory=Scoring)
+    calendar: CalendarPolicy = field(default_factory=CalendarPolicy)
+    slas: Mapping[str, SlaPolicy] = field(default_factory=lambda: DEFAULT_SLAS)
+    teams: Mapping[str, TeamPolicy] = field(default_factory=lambda: _frozen({}))
+    source: str = "<built-in defaults>"
+
+    def for_team(self, team: str | None) -> TeamPolicy:
+        """The team's policy; an unknown or missing team works by the top-level calendar and SLAs."""
+        found = self.teams.get(team) if team is not None else None
+        return found if found is not None else TeamPolicy(self.calendar, self.slas)
