@@ -1,0 +1,73 @@
+"""faust client settings: the general ones, and the few that only the embedded Tansu broker needs.
+
+This is the one place that knows about broker quirks (see BROKER.md). Against a real Apache Kafka only
+``GENERAL`` applies; ``EMBEDDED`` is layered on top when the broker is the embedded Tansu one:
+
+- ``producer_max_batch_size=1``: Tansu answers ListOffsets(latest) with the first offset of the last
+  *batch* + 1, so faust's changelog recovery stops early and loses table updates after a crash (or
+  fails with ``ConsistencyError`` on rocksdb). One record per batch makes that offset exact. It costs
+  producer throughput (see ``bench/faust_baselines.py``) and is not optional on Tansu.
+- ``broker_session_timeout=3`` / ``broker_heartbeat_interval=1`` / ``broker_rebalance_timeout=3``:
+  Tansu holds a group join for half the session timeout (faust's default 60 s → 30 s per join).
+- ``store="memory://"``: the embedded broker keeps everything in memory, so a persistent local store
+  would outlive its changelog; recovery rebuilds the table from the changelog instead.
+
+General choices (both brokers):
+
+- ``processing_guarantee="at_least_once"`` with a short commit interval: Tansu rejects aiokafka's
+  InitProducerId v0, and exactly-once would need that; leadflow's state is idempotent (dedupe by
+  ``event_id``) and its output ids deterministic, so at-least-once plus dedupe is exact downstream.
+- ``topic_disable_leader=True``: leadflow uses no ``on_leader`` timers; one topic less to create.
+- ``table_standby_replicas=1``: a survivor takes over a dead worker's partitions with its state ready.
+- ``producer_acks=-1``: never ``acks=0`` (Tansu dropped ~28% of records with it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streams.broker import parse_bootstrap
+from streams.topics import DEFAULT_PARTITIONS
+
+GENERAL: dict[str, Any] = {
+    "processing_guarantee": "at_least_once",
+    "broker_commit_interval": 1.0,
+    "consumer_auto_offset_reset": "earliest",
+    "producer_acks": -1,
+    "topic_partitions": DEFAULT_PARTITIONS,
+    "topic_disable_leader": True,
+    "table_standby_replicas": 1,
+    "store": "rocksdb://",
+    "web_enabled": False,
+}
+
+EMBEDDED: dict[str, Any] = {
+    "producer_max_batch_size": 1,
+    "broker_session_timeout": 3.0,
+    "broker_heartbeat_interval": 1.0,
+    "broker_rebalance_timeout": 3.0,
+    "store": "memory://",
+}
+
+
+def faust_broker_url(bootstrap: str) -> list[str]:
+    """``"h1:p1,h2:p2"`` (or ``kafka://``/``tcp://`` forms) → ``["kafka://h1:p1", "kafka://h2:p2"]``."""
+    return [f"kafka://{server}" for server in parse_bootstrap(bootstrap).split(",")]
+
+
+def faust_settings(embedded: bool, *, bootstrap: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App(app_id, **faust_settings(...))``.
+
+    ``embedded``: the broker is the embedded Tansu one (adds ``EMBEDDED``); ``bootstrap`` sets
+    ``broker``; ``overrides`` win over everything (e.g. ``web_enabled=True, web_port=6067``,
+    ``datadir=...`` — give every worker its own datadir and web port).
+    """
+    settings = dict(GENERAL)
+    if embedded:
+        settings.update(EMBEDDED)
+    if bootstrap is not None:
+        settings["broker"] = faust_broker_url(bootstrap)
+    if "web_port" in overrides and "web_enabled" not in overrides:
+        settings["web_enabled"] = True
+    settings.update(overrides)
+    return settings

@@ -1,0 +1,204 @@
+"""The Kafka topics leadflow reads and writes, and their creation before any client touches them.
+
+Why create up front: Tansu (the embedded broker) auto-creates an unknown topic with 4 partitions the
+first time a client asks for its metadata, and faust crash-loops with ``PartitionsMismatch`` when a
+table's changelog and its source disagree. So every topic, faust's changelogs included, is created with
+its declared partition count and config first (``ensure_topics``), idempotently.
+
+State topics (changelogs) are compacted and never time-retained: a time-retained changelog silently
+loses table rows on recovery (faust issues #176, #597, #651).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lifecycle.errors import LeadflowError
+
+DEFAULT_APP_ID = "leadflow"
+DEFAULT_PARTITIONS = 4
+
+#: Topic config for state: compaction only, no ``retention.ms`` (never time-retained).
+COMPACT: Mapping[str, str] = {"cleanup.policy": "compact"}
+
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class TopicError(LeadflowError):
+    """A topic could not be created."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic to create: name, partition count, topic-level config."""
+
+    name: str
+    partitions: int = DEFAULT_PARTITIONS
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+def changelog_topic(app_id: str, table: str) -> str:
+    """The changelog topic faust uses for ``app.Table(table)`` in the app ``app_id`` (version 1)."""
+    return f"{app_id}-{table}-changelog"
+
+
+def changelog_topics(app_id: str, tables: Iterable[str]) -> tuple[str, ...]:
+    """The changelog topic names of the app's tables, to pre-create with ``cleanup.policy=compact``."""
+    return tuple(changelog_topic(app_id, t) for t in tables)
+
+
+def leader_topic(app_id: str) -> str:
+    """faust's assignor leader topic (not created when ``topic_disable_leader=True``)."""
+    return f"{app_id}-__assignor-__leader"
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic name of one leadflow deployment; one frozen, validated settings object.
+
+    Internal topics carry the app id as prefix so two deployments (or two tests) on one broker
+    never share them.
+    """
+
+    app_id: str = DEFAULT_APP_ID
+    form_fills: str = "lead.form_fills"
+    email_engagement: str = "lead.email_engagement"
+    sales_activity: str = "lead.sales_activity"
+    deal_stages: str = "lead.deal_stages"
+    lifecycle: str = "lead.lifecycle"
+    alerts: str = "lead.alerts"
+    dlq: str = "lead.dlq"
+    #: faust table names of the worker; their changelogs are created compacted.
+    tables: tuple[str, ...] = ()
+    partitions: int = DEFAULT_PARTITIONS
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {self.partitions}")
+        names = [*self.inputs, *self.outputs]
+        if any(not n or not isinstance(n, str) for n in names) or not self.app_id:
+            raise ValueError("topic names and app_id must be non-empty strings")
+        if len(set(names)) != len(names):
+            raise ValueError(f"topic names must be distinct: {names}")
+        object.__setattr__(self, "tables", tuple(self.tables))
+
+    @classmethod
+    def prefixed(cls, prefix: str, **overrides: object) -> "Topics":
+        """Every topic name prefixed (``f"{prefix}.lead.form_fills"`` ...) and ``app_id=prefix``:
+        one isolated deployment per test on a shared broker."""
+        values: dict[str, object] = {"app_id": prefix}
+        for f in dataclasses.fields(cls):
+            if f.name not in ("app_id", "tables", "partitions"):
+                values[f.name] = f"{prefix}.{f.default}"
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    # -- internal topics -----------------------------------------------------------------------
+
+    @property
+    def events_by_lead(self) -> str:
+        """Every input event re-keyed by ``lead_id``: the co-partitioned source of the tables."""
+        return f"{self.app_id}.events-by-lead"
+
+    @property
+    def timer_commands(self) -> str:
+        """Commands to the partition owning a lead's timers (schedule / cancel / fire)."""
+        return f"{self.app_id}.timer-commands"
+
+    # -- groups --------------------------------------------------------------------------------
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.form_fills, self.email_engagement, self.sales_activity, self.deal_stages)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (self.lifecycle, self.alerts, self.dlq)
+
+    @property
+    def internal(self) -> tuple[str, ...]:
+        return (self.events_by_lead, self.timer_commands)
+
+    @property
+    def changelogs(self) -> tuple[str, ...]:
+        return changelog_topics(self.app_id, self.tables)
+
+    def specs(self, partitions: int | None = None) -> tuple[TopicSpec, ...]:
+        """Every topic with its partition count and config, in creation order."""
+        n = self.partitions if partitions is None else partitions
+        plain = [TopicSpec(t, n) for t in (*self.inputs, *self.outputs, *self.internal)]
+        state = [TopicSpec(t, n, dict(COMPACT)) for t in self.changelogs]
+        return (*plain, *state)
+
+    def with_tables(self, *tables: str) -> "Topics":
+        return dataclasses.replace(self, tables=(*self.tables, *tables))
+
+
+def _as_specs(topics: Topics | Iterable[str | TopicSpec], partitions: int | None) -> list[TopicSpec]:
+    if isinstance(topics, Topics):
+        return list(topics.specs(partitions))
+    n = DEFAULT_PARTITIONS if partitions is None else partitions
+    specs = []
+    for t in topics:
+        if isinstance(t, TopicSpec):
+            specs.append(t if partitions is None else dataclasses.replace(t, partitions=partitions))
+        elif isinstance(t, str):
+            specs.append(TopicSpec(t, n))
+        else:
+            raise TypeError(f"not a topic name or TopicSpec: {t!r}")
+    return specs
+
+
+def ensure_topics(
+    bootstrap: str,
+    topics: Topics | Iterable[str | TopicSpec],
+    partitions: int | None = None,
+    *,
+    replication_factor: int = -1,
+    timeout_ms: int = 10_000,
+) -> dict[str, int]:
+    """Create every topic that does not exist yet; return ``{name: partition count}`` of all of them.
+
+    ``partitions`` overrides every spec's count (default: ``Topics.partitions``, or 4 for bare
+    names). Existing topics are left alone, whatever their count: the caller decides whether a
+    mismatch matters (faust requires tables and their source to be co-partitioned).
+    ``replication_factor=-1`` takes the broker's default (Kafka >= 2.4; Tansu ignores it).
+    """
+    from kafka.admin import KafkaAdminClient
+
+    specs = _as_specs(topics, partitions)
+    if not specs:
+        return {}
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="leadflow-admin",
+                                 request_timeout_ms=timeout_ms)
+    except Exception as exc:  # noqa: BLE001 - kafka-python raises several unrelated types here
+        raise TopicError(f"cannot reach broker {bootstrap}: {exc}") from exc
+    try:
+        request = {
+            s.name: {"num_partitions": s.partitions, "replication_factor": replication_factor,
+                     "configs": dict(s.config)}
+            for s in specs
+        }
+        result = admin.create_topics(request, timeout_ms=timeout_ms, raise_errors=False)
+        failed = [
+            f"{t['name']}: error {t['error_code']} {t.get('error_message') or ''}".strip()
+            for t in result["topics"]
+            if t["error_code"] not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if failed:
+            raise TopicError("cannot create topics: " + "; ".join(failed))
+        described = admin.describe_topics([s.name for s in specs])
+        counts = {t["name"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
+        missing = [s.name for s in specs if not counts.get(s.name)]
+        if missing:
+            raise TopicError(f"topics not visible after creation: {missing}")
+        return counts
+    except TopicError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise TopicError(f"cannot create topics on {bootstrap}: {exc}") from exc
+    finally:
+        admin.close()

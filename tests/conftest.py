@@ -1,0 +1,76 @@
+"""Shared fixtures. Integration tests share ONE embedded Tansu broker per session and stay apart by
+unique names: ask ``unique_name`` for every topic, app id and group id.
+
+Any test that uses ``kafka_broker`` (directly or through another fixture) is marked ``kafka``
+automatically, so ``pytest -m "not kafka"`` runs the pure tiers only.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from streams.broker import EmbeddedBroker
+from streams.topics import Topics, ensure_topics
+from tests.kafka_helpers import consume_all, produce  # noqa: F401  (re-exported for tests)
+
+_KAFKA_FIXTURES = {"kafka_broker", "bootstrap", "kafka_topics"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.kafka)
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """One embedded Tansu broker for the whole session (in memory; ready in ~20 ms)."""
+    broker = EmbeddedBroker(log_dir=tmp_path_factory.mktemp("tansu"))
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def bootstrap(kafka_broker: EmbeddedBroker) -> str:
+    """``"127.0.0.1:PORT"`` of the session broker."""
+    return kafka_broker.bootstrap
+
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture
+def unique_name(request: pytest.FixtureRequest) -> Callable[..., str]:
+    """Factory: ``unique_name("orders")`` → ``"orders-test-foo-3-a1b2c3"``, unique per call.
+
+    Legal as a Kafka topic name, faust app id and group id ([a-zA-Z0-9._-], short).
+    """
+    test = re.sub(r"[^a-zA-Z0-9]+", "-", request.node.name.removeprefix("test_"))[:40].strip("-")
+
+    def make(prefix: str = "t") -> str:
+        return f"{prefix}-{test}-{next(_counter)}-{uuid.uuid4().hex[:6]}"
+
+    return make
+
+
+@pytest.fixture
+def kafka_topics(bootstrap: str, unique_name: Callable[..., str]) -> Callable[..., Topics]:
+    """Factory: a ``Topics`` with a unique prefix (app id too), every topic created on the broker.
+
+    ``kafka_topics(tables=("leads",), partitions=2)`` also creates the tables' compacted changelogs.
+    """
+
+    def make(**overrides: object) -> Topics:
+        topics = Topics.prefixed(unique_name("lf"), **overrides)
+        ensure_topics(bootstrap, topics)
+        return topics
+
+    return make
