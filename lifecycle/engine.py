@@ -1,0 +1,352 @@
+"""The lifecycle engine: ``(lead, event, now) -> (lead', records)`` and ``(lead, now) -> (lead', records)``.
+
+Pure: no I/O, no clock reads. ``now`` is the processing clock (event-time watermark in replay, wall
+clock live); stage changes and SLA starts use the event's own time. The caller keeps the lead and
+schedules its next wake-up at ``outcome.lead.wake_at``.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from typing import Callable, NamedTuple
+
+from lifecycle import ids
+from lifecycle.calendar import calendar_for
+from lifecycle.events import (
+    OPEN_DEAL_STAGES,
+    DealStageChanged,
+    EmailEngaged,
+    FormFilled,
+    LeadAssigned,
+    LeadEvent,
+    SalesDispositioned,
+    SalesTouched,
+)
+from lifecycle.lead import BREACH, ESCALATION, HISTORY_LENGTH, WARNING, Lead, OpenSla
+from lifecycle.policy import Policy
+from lifecycle.records import AlertRecord, LifecycleRecord
+from lifecycle.stages import TERMINAL, Stage, Trigger, move, skipped_stages
+
+Records = list[LifecycleRecord | AlertRecord]
+
+#: The SLA an entered stage starts (mql is special: assignment or first_touch, by owner).
+_STARTS_ON_ENTRY = {Stage.SAL: "qualification", Stage.SQL: "opportunity", Stage.RECYCLED: "nurture"}
+#: Breach alert (type, reason) per SLA.
+_BREACH = {
+    "assignment": ("handoff_broken", "unassigned"),
+    "first_touch": ("follow_up_overdue", None),
+    "qualification": ("follow_up_overdue", None),
+    "opportunity": ("follow_up_overdue", None),
+    "nurture": ("handoff_broken", "recycled_not_nurtured"),
+}
+#: Alert level per step kind: 0 warning, 1 breach, 2 escalation.
+_LEVEL = {WARNING: 0, BREACH: 1, ESCALATION: 2}
+_DISPOSITION_TRIGGER = {
+    "accept": Trigger.ACCEPT,
+    "qualify": Trigger.QUALIFY,
+    "reject": Trigger.REJECT,
+    "disqualify": Trigger.DISQUALIFY,
+}
+_intern = sys.intern
+
+
+class Outcome(NamedTuple):
+    lead: Lead
+    records: Records
+    duplicate: bool = False
+
+
+class Engine:
+    """Applies events and fires due SLA steps under one policy."""
+
+    def __init__(self, policy: Policy | None = None) -> None:
+        self.policy = policy if policy is not None else Policy()
+        self._handlers: dict[type, Callable[[Lead, LeadEvent, int, Records], None]] = {
+            FormFilled: self._on_form_fill,
+            EmailEngaged: self._on_email,
+            SalesTouched: self._on_touch,
+            LeadAssigned: self._on_assigned,
+            SalesDispositioned: self._on_disposition,
+            DealStageChanged: self._on_deal,
+        }
+
+    # -- the two entry points -----------------------------------------------------------------
+    def apply(self, lead: Lead | None, event: LeadEvent, now: int) -> Outcome:
+        """Apply one event. A repeated ``event_id`` changes nothing and is reported as a duplicate."""
+        digest = ids.event_digest(event.event_id)
+        records: Records = []
+        if lead is None:
+            lead = Lead(_intern(event.lead_id), created_at=event.occurred_at)
+            lead.stage_entered_at = event.occurred_at
+            records.append(self._transition_record(lead, None, Stage.NEW, event, None))
+            lead.history = ((Stage.NEW.value, event.occurred_at, event.event_type),)
+        elif lead.has_seen(digest):
+            return Outcome(lead, records, True)
+        else:
+            lead = lead.copy()
+        lead.seen += digest
+        if event.occurred_at > lead.last_activity_at:
+            lead.last_activity_at = event.occurred_at
+        if lead.stage not in TERMINAL:  # customer and disqualified absorb every later event
+            self._handlers[type(event)](lead, event, now, records)
+        return Outcome(lead, records)
+
+    def fire(self, lead: Lead, now: int) -> Outcome:
+        """Emit every SLA step (warning, breach, escalation) due by ``now``."""
+        records: Records = []
+        if lead.wake_at is None or lead.wake_at > now:
+            return Outcome(lead, records)
+        lead = lead.copy()
+        slas = []
+        for sla in lead.slas:
+            while sla.next_at is not None and sla.next_at <= now:
+                kind = sla.steps[sla.fired][0]
+                records.append(self._step_alert(lead, sla, kind, now))
+                sla = replace(sla, fired=sla.fired + 1)
+            slas.append(sla)
+        lead.slas = tuple(slas)
+        return Outcome(lead, records)
+
+    # -- event handlers -----------------------------------------------------------------------
+    def _on_form_fill(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
+        assert isinstance(event, FormFilled)
+        scoring = self.policy.scoring
+        points = scoring.points_for("form_fill", event.form_type)
+        self._on_activity(lead, event, now, records, points, event.form_type in scoring.hand_raisers)
+
+    def _on_email(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
+        assert isinstance(event, EmailEngaged)
+        points = self.policy.scoring.points_for("email_engagement", event.action)
+        self._on_activity(lead, event, now, records, points, False)
+
+    def _on_activity(
+        self, lead: Lead, event: LeadEvent, now: int, records: Records, points: int, hand_raiser: bool
+    ) -> None:
+        lead.score = max(0, lead.score + points)
+        self._satisfy(lead, "nurture", now, records)
+        if hand_raiser:
+            self._move(lead, Trigger.HAND_RAISE, event, now, records)
+        elif points > 0:
+            reached = lead.score >= self.policy.scoring.mql_threshold
+            self._move(lead, Trigger.REACH_THRESHOLD if reached else Trigger.ENGAGE, event, now, records)
+
+    def _on_touch(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
+        self._satisfy(lead, "first_touch", now, records)
+        self._move(lead, Trigger.TOUCH, event, now, records)
+
+    def _on_assigned(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
+        assert isinstance(event, LeadAssigned)
+        previous = lead.owner_id
+        lead.owner_id = _intern(event.owner_id)
+        if event.team is not None:
+            lead.team = _intern(event.team)
+        if lead.stage is not Stage.MQL:
+            return
+        self._satisfy(lead, "assignment", now, records)
+        waiting = lead.sla("first_touch")
+        if waiting is None or lead.owner_id != previous:
+            if waiting is not None:  # a new owner restarts the clock for them
+                self._end(lead, waiting, now, records)
+            self._start(lead, "first_touch", event.event_id, event.occurred_at)
+        if lead.owner_id not in lead.mql_owners:
+            lead.mql_owners += (lead.owner_id,)
+            if len(lead.mql_owners) == 3:
+                records.append(self._instant_alert(lead, "ping_pong", "first_touch", event, now))
+
+    def _on_disposition(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
+        assert isinstance(event, SalesDispositioned)
+        self._satisfy(lead, "first_touch", now, records)
+        source = lead.stage
+        moved = self._move(lead, _DISPOSITION_TRIGGER[event.decision], event, now, records, event.reason)
+        if moved and event.decision in ("reject", "disqualify") and not event.reason:
+            records.append(
+                self._instant_alert(lead, "rejected_without_reason", None, event, now, stage=source)
+            )
+
+    def _on_deal(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
+        assert isinstance(event, DealStageChanged)
+        self._satisfy(lead, "opportunity", now, records)
+        if event.stage in OPEN_DEAL_STAGES:
+            trigger = Trigger.OPEN_DEAL
+        elif event.stage == "closed_won":
+            trigger = Trigger.WIN_DEAL
+        else:
+            trigger = Trigger.LOSE_DEAL
+        self._move(lead, trigger, event, now, records)
+
+    # -- stage changes ------------------------------------------------------------------------
+    def _move(
+        self,
+        lead: Lead,
+        trigger: Trigger,
+        event: LeadEvent,
+        now: int,
+        records: Records,
+        reason: str | None = None,
+    ) -> bool:
+        dest = move(lead.stage, trigger)
+        if dest is None:
+            return False
+        source = lead.stage
+        at = event.occurred_at
+        records.append(
+            self._transition_record(lead, source, dest, event, max(0, at - lead.stage_entered_at), reason)
+        )
+        for sla in lead.slas:  # every SLA belongs to the stage being left: it ends, met
+            self._end(lead, sla, now, records, remove=False)
+        lead.slas = ()
+        lead.stage = dest
+        lead.stage_entered_at = at
+        lead.history = (lead.history + ((dest.value, at, event.event_type),))[-HISTORY_LENGTH:]
+        if dest is Stage.MQL:
+            if lead.owner_id is None:
+                lead.mql_owners = ()
+                self._start(lead, "assignment", event.event_id, at)
+            else:
+                lead.mql_owners = (lead.owner_id,)
+                self._start(lead, "first_touch", event.event_id, at)
+        else:
+            if dest is Stage.RECYCLED:
+                lead.score = 0
+            name = _STARTS_ON_ENTRY.get(dest)
+            if name is not None:
+                self._start(lead, name, event.event_id, at)
+        return True
+
+    def _transition_record(
+        self,
+        lead: Lead,
+        source: Stage | None,
+        dest: Stage,
+        event: LeadEvent,
+        time_in_previous: int | None,
+        reason: str | None = None,
+    ) -> LifecycleRecord:
+        return LifecycleRecord(
+            transition_id=ids.transition_id(lead.lead_id, event.event_id, dest.value),
+            lead_id=lead.lead_id,
+            from_stage=source.value if source is not None else None,
+            to_stage=dest.value,
+            trigger_event_id=event.event_id,
+            trigger_event_type=event.event_type,
+            occurred_at=event.occurred_at,
+            owner_id=lead.owner_id,
+            team=lead.team,
+            score=lead.score,
+            skipped_stages=tuple(s.value for s in skipped_stages(source, dest)) if source else (),
+            time_in_previous_stage_ms=time_in_previous,
+            reason=reason,
+        )
+
+    # -- SLAs ---------------------------------------------------------------------------------
+    def _start(self, lead: Lead, name: str, instance: str, at: int) -> None:
+        team = self.policy.for_team(lead.team)
+        sla = team.slas[name]
+        calendar = calendar_for(team.calendar)
+        due = calendar.add(at, sla.within, sla.business)
+        steps: list[tuple[str, int]] = []
+        if sla.warn_at is not None:
+            steps.append((WARNING, calendar.add(at, sla.within.scaled(sla.warn_at), sla.business)))
+        steps.append((BREACH, due))
+        if sla.escalate_after is not None:
+            steps.append((ESCALATION, calendar.add(due, sla.escalate_after, sla.business)))
+        lead.slas += (OpenSla(name, instance, at, due, tuple(steps)),)
+
+    def _satisfy(self, lead: Lead, name: str, now: int, records: Records) -> None:
+        sla = lead.sla(name)
+        if sla is not None:
+            self._end(lead, sla, now, records)
+
+    def _end(self, lead: Lead, sla: OpenSla, now: int, records: Records, remove: bool = True) -> None:
+        """End an SLA instance, met; each alert it had fired is resolved by an ``sla_resolved``."""
+        for kind, _ in sla.steps[: sla.fired]:
+            resolved = ids.alert_id(lead.lead_id, sla.name, sla.instance, kind)
+            records.append(
+                self._alert(
+                    lead,
+                    ids.alert_id(lead.lead_id, sla.name, sla.instance, "resolved:" + kind),
+                    "sla_resolved",
+                    sla.name,
+                    None,
+                    _LEVEL[kind],
+                    sla.started_at,
+                    sla.due_at,
+                    now,
+                    resolves=resolved,
+                )
+            )
+        if remove:
+            lead.slas = tuple(s for s in lead.slas if s is not sla)
+
+    def _step_alert(self, lead: Lead, sla: OpenSla, kind: str, now: int) -> AlertRecord:
+        if kind == WARNING:
+            type_, reason = "sla_warning", None
+        else:
+            type_, reason = _BREACH[sla.name]
+        return self._alert(
+            lead,
+            ids.alert_id(lead.lead_id, sla.name, sla.instance, kind),
+            type_,
+            sla.name,
+            reason,
+            _LEVEL[kind],
+            sla.started_at,
+            sla.due_at,
+            now,
+        )
+
+    def _instant_alert(
+        self,
+        lead: Lead,
+        reason: str,
+        sla: str | None,
+        event: LeadEvent,
+        now: int,
+        stage: Stage | None = None,
+    ) -> AlertRecord:
+        """A broken handoff seen in one event (ping-pong, reject without reason): no deadline."""
+        return self._alert(
+            lead,
+            ids.alert_id(lead.lead_id, reason, event.event_id, reason),
+            "handoff_broken",
+            sla,
+            reason,
+            1,
+            event.occurred_at,
+            None,
+            now,
+            stage=stage,
+        )
+
+    @staticmethod
+    def _alert(
+        lead: Lead,
+        alert_id: str,
+        type_: str,
+        sla: str | None,
+        reason: str | None,
+        level: int,
+        started_at: int | None,
+        due_at: int | None,
+        now: int,
+        *,
+        resolves: str | None = None,
+        stage: Stage | None = None,
+    ) -> AlertRecord:
+        return AlertRecord(
+            alert_id=alert_id,
+            type=type_,
+            lead_id=lead.lead_id,
+            sla=sla,
+            reason=reason,
+            level=level,
+            stage=(stage or lead.stage).value,
+            owner_id=lead.owner_id,
+            team=lead.team,
+            started_at=started_at,
+            due_at=due_at,
+            detected_at=now,
+            overdue_by_ms=max(0, now - due_at) if due_at is not None else 0,
+            resolves_alert_id=resolves,
+        )

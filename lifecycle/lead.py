@@ -1,0 +1,166 @@
+"""The state of one lead, as the engine keeps it between events.
+
+Kept small on purpose (a worker holds hundreds of thousands): interned strings, tuples instead of
+lists, and the idempotency set as a bytes blob of 8-byte event-id digests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lifecycle.stages import Stage
+
+#: Kinds of step an SLA instance goes through, in order; ``breach`` is always present.
+WARNING: Final = "warning"
+BREACH: Final = "breach"
+ESCALATION: Final = "escalation"
+HISTORY_LENGTH: Final = 8
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSla:
+    """One running SLA instance: the steps still to fire and how many already fired."""
+
+    name: str
+    instance: str  # id of the event that started it; with lead and name it identifies the instance
+    started_at: int
+    due_at: int
+    steps: tuple[tuple[str, int], ...]  # (kind, at) in time order
+    fired: int = 0  # steps[:fired] have fired
+
+    @property
+    def next_at(self) -> int | None:
+        return self.steps[self.fired][1] if self.fired < len(self.steps) else None
+
+    @property
+    def breached(self) -> bool:
+        return any(kind == BREACH for kind, _ in self.steps[: self.fired])
+
+
+class Lead:
+    """Mutable inside the engine only: the engine copies before changing, so callers see values."""
+
+    __slots__ = (
+        "lead_id",
+        "stage",
+        "owner_id",
+        "team",
+        "score",
+        "created_at",
+        "stage_entered_at",
+        "last_activity_at",
+        "slas",
+        "mql_owners",
+        "history",
+        "seen",
+    )
+
+    def __init__(
+        self,
+        lead_id: str,
+        stage: Stage = Stage.NEW,
+        owner_id: str | None = None,
+        team: str | None = None,
+        score: int = 0,
+        created_at: int = 0,
+        stage_entered_at: int = 0,
+        last_activity_at: int = 0,
+        slas: tuple[OpenSla, ...] = (),
+        mql_owners: tuple[str, ...] = (),
+        history: tuple[tuple[str, int, str], ...] = (),
+        seen: bytes = b"",
+    ) -> None:
+        self.lead_id = lead_id
+        self.stage = stage
+        self.owner_id = owner_id
+        self.team = team
+        self.score = score
+        self.created_at = created_at
+        self.stage_entered_at = stage_entered_at
+        self.last_activity_at = last_activity_at
+        self.slas = slas  # open SLA instances of the current stage
+        self.mql_owners = mql_owners  # distinct owners while waiting for the first touch (ping-pong)
+        self.history = history  # the last HISTORY_LENGTH (to_stage, at, trigger_event_type)
+        self.seen = seen  # concatenated 8-byte digests of every event id applied
+
+    def copy(self) -> Lead:
+        clone = Lead.__new__(Lead)
+        for name in Lead.__slots__:
+            setattr(clone, name, getattr(self, name))
+        return clone
+
+    def has_seen(self, digest: bytes) -> bool:
+        seen = self.seen
+        index = seen.find(digest)
+        while index != -1:
+            if index % 8 == 0:
+                return True
+            index = seen.find(digest, index + 1)
+        return False
+
+    def sla(self, name: str) -> OpenSla | None:
+        for sla in self.slas:
+            if sla.name == name:
+                return sla
+        return None
+
+    @property
+    def wake_at(self) -> int | None:
+        """When this lead's next SLA step is due, or None with nothing pending."""
+        wake = None
+        for sla in self.slas:
+            at = sla.next_at
+            if at is not None and (wake is None or at < wake):
+                wake = at
+        return wake
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Lead):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in Lead.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Lead({self.lead_id!r}, {self.stage.value}, owner={self.owner_id!r}, score={self.score})"
+
+    # -- persistence: a plain JSON-able dict, for changelogs and snapshots -----------------------
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "lead_id": self.lead_id,
+            "stage": self.stage.value,
+            "owner_id": self.owner_id,
+            "team": self.team,
+            "score": self.score,
+            "created_at": self.created_at,
+            "stage_entered_at": self.stage_entered_at,
+            "last_activity_at": self.last_activity_at,
+            "slas": [
+                [s.name, s.instance, s.started_at, s.due_at, [list(step) for step in s.steps], s.fired]
+                for s in self.slas
+            ],
+            "mql_owners": list(self.mql_owners),
+            "history": [list(h) for h in self.history],
+            "seen": self.seen.hex(),
+        }
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Lead:
+        return cls(
+            lead_id=state["lead_id"],
+            stage=Stage(state["stage"]),
+            owner_id=state["owner_id"],
+            team=state["team"],
+            score=state["score"],
+            created_at=state["created_at"],
+            stage_entered_at=state["stage_entered_at"],
+            last_activity_at=state["last_activity_at"],
+            slas=tuple(
+                OpenSla(name, instance, started, due, tuple((k, at) for k, at in steps), fired)
+                for name, instance, started, due, steps, fired in state["slas"]
+            ),
+            mql_owners=tuple(state["mql_owners"]),
+            history=tuple((h[0], h[1], h[2]) for h in state["history"]),
+            seen=bytes.fromhex(state["seen"]),
+        )
