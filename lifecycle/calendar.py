@@ -1,0 +1,130 @@
+"""Business-hours arithmetic: deadlines that count only the working time of a calendar.
+
+Times are epoch milliseconds (UTC). Working hours are local wall-clock times in the calendar's time
+zone, so a 09:00-17:00 day stays 09:00-17:00 local across daylight-saving changes while its UTC offset
+moves. Working time is real elapsed time inside those hours; a business day (``d``) is the nominal
+length of one working day (``day_end - day_start``). Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from zoneinfo import ZoneInfo
+
+from lifecycle.policy import DURATION_UNITS_MS, CalendarPolicy, Duration
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MS = dt.timedelta(milliseconds=1)
+#: Working intervals of this many local days are kept per calendar (about 22 years).
+_DAYS_CACHED = 8192
+
+
+def _ms_of_day(time: dt.time) -> int:
+    return ((time.hour * 60 + time.minute) * 60 + time.second) * 1000 + time.microsecond // 1000
+
+
+class BusinessCalendar:
+    """Adds durations to instants and measures working time, by one :class:`CalendarPolicy`."""
+
+    def __init__(self, policy: CalendarPolicy) -> None:
+        if policy.day_start >= policy.day_end:
+            raise ValueError(
+                f"day_start {policy.day_start:%H:%M} must be before day_end {policy.day_end:%H:%M}"
+            )
+        if not policy.workdays:
+            raise ValueError("a calendar needs at least one working day")
+        self.policy = policy
+        self._zone = ZoneInfo(policy.timezone)
+        self._workdays = frozenset(policy.workdays)
+        #: Length of one business day ("d" with business time), in milliseconds.
+        self.workday_ms = _ms_of_day(policy.day_end) - _ms_of_day(policy.day_start)
+        # Per instance, so each calendar keeps its own days; the calendar itself is cached.
+        self._day_interval = functools.lru_cache(maxsize=_DAYS_CACHED)(self._compute_day_interval)
+
+    def __repr__(self) -> str:
+        return f"BusinessCalendar({self.policy!r})"
+
+    def duration_ms(self, duration: Duration, business: bool) -> int:
+        """The duration in milliseconds; a business day counts ``workday_ms``, not 24 hours."""
+        if duration.unit == "d" and business:
+            unit_ms = self.workday_ms
+        else:
+            unit_ms = DURATION_UNITS_MS[duration.unit]
+        total = round(duration.amount * unit_ms)
+        if total < 0:
+            raise ValueError(f"negative duration {duration}")
+        return total
+
+    def add(self, start_ms: int, duration: Duration, business: bool) -> int:
+        """The instant ``duration`` after ``start_ms``; with ``business`` only working time counts.
+
+        Outside working hours the clock starts at the next working moment. A deadline that lands
+        exactly at the end of a working day is that end, not the next morning.
+        """
+        remaining = self.duration_ms(duration, business)
+        if not business:
+            return start_ms + remaining
+        return self.add_working_ms(start_ms, remaining)
+
+    def add_working_ms(self, start_ms: int, working_ms: int) -> int:
+        """The instant when ``working_ms`` of working time have passed since ``start_ms``."""
+        remaining = working_ms
+        day = self._local_ordinal(start_ms)
+        while True:
+            interval = self._day_interval(day)
+            if interval is not None:
+                begin, end = interval
+                if begin < start_ms:
+                    begin = start_ms
+                if begin < end:
+                    available = end - begin
+                    if remaining <= available:
+                        return begin + remaining
+                    remaining -= available
+            day += 1
+
+    def working_ms_between(self, start_ms: int, end_ms: int) -> int:
+        """Working time in ``[start_ms, end_ms)``; 0 when ``end_ms`` is not after ``start_ms``."""
+        if end_ms <= start_ms:
+            return 0
+        total = 0
+        last_day = self._local_ordinal(end_ms)
+        for day in range(self._local_ordinal(start_ms), last_day + 1):
+            interval = self._day_interval(day)
+            if interval is not None:
+                begin = max(interval[0], start_ms)
+                end = min(interval[1], end_ms)
+                if begin < end:
+                    total += end - begin
+        return total
+
+    def is_working(self, at_ms: int) -> bool:
+        """Whether ``at_ms`` falls in working time (the start of a day counts, its end does not)."""
+        interval = self._day_interval(self._local_ordinal(at_ms))
+        return interval is not None and interval[0] <= at_ms < interval[1]
+
+    def _local_ordinal(self, at_ms: int) -> int:
+        """The proleptic ordinal of the local date at ``at_ms``."""
+        return (_EPOCH + at_ms * _MS).astimezone(self._zone).toordinal()
+
+    def _compute_day_interval(self, ordinal: int) -> tuple[int, int] | None:
+        """The working interval ``[begin, end)`` in epoch ms of a local date; None if not a workday.
+
+        A wall-clock time inside a spring-forward gap maps as zoneinfo maps it (``fold=0``); a day
+        whose working hours collapse that way has no working time.
+        """
+        date = dt.date.fromordinal(ordinal)
+        if date.weekday() not in self._workdays or date in self.policy.holidays:
+            return None
+        begin = dt.datetime.combine(date, self.policy.day_start, tzinfo=self._zone)
+        end = dt.datetime.combine(date, self.policy.day_end, tzinfo=self._zone)
+        begin_ms = (begin - _EPOCH) // _MS
+        end_ms = (end - _EPOCH) // _MS
+        return (begin_ms, end_ms) if begin_ms < end_ms else None
+
+
+@functools.lru_cache(maxsize=256)
+def calendar_for(policy: CalendarPolicy) -> BusinessCalendar:
+    """The calendar of ``policy``, built once: its day intervals are cached inside it."""
+    return BusinessCalendar(policy)

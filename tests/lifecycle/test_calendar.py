@@ -1,0 +1,215 @@
+"""Business-hours arithmetic: working hours are local wall-clock times, only working time counts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lifecycle.calendar import BusinessCalendar, calendar_for
+from lifecycle.policy import CalendarPolicy, Duration
+
+HOUR = 3_600_000
+UTC_9_TO_5 = CalendarPolicy()  # Mon-Fri 09:00-17:00 UTC
+
+
+def at(iso: str) -> int:
+    """Epoch ms of an ISO time that carries its own offset."""
+    return int(dt.datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+def add(policy: CalendarPolicy, start: str, duration: str, business: bool = True) -> int:
+    amount, unit = float(duration[:-1]), duration[-1]
+    return calendar_for(policy).add(at(start), Duration(amount, unit), business)
+
+
+# --- within the working week --------------------------------------------------------------------
+
+
+def test_a_deadline_within_one_working_day():
+    # Tuesday 10:00 + 4h.
+    assert add(UTC_9_TO_5, "2026-03-10T10:00+00:00", "4h") == at("2026-03-10T14:00+00:00")
+
+
+def test_a_deadline_carries_across_the_night():
+    # Tuesday 15:00 + 4h = 2h on Tuesday, 2h on Wednesday.
+    assert add(UTC_9_TO_5, "2026-03-10T15:00+00:00", "4h") == at("2026-03-11T11:00+00:00")
+
+
+def test_a_deadline_carries_from_friday_over_the_weekend_to_monday():
+    assert add(UTC_9_TO_5, "2026-03-13T15:00+00:00", "4h") == at("2026-03-16T11:00+00:00")
+
+
+def test_a_holiday_is_not_working_time():
+    # Wednesday 2026-03-11 off: Tuesday 15:00 + 4h ends on Thursday.
+    policy = CalendarPolicy(holidays=frozenset({dt.date(2026, 3, 11)}))
+    assert add(policy, "2026-03-10T15:00+00:00", "4h") == at("2026-03-12T11:00+00:00")
+
+
+def test_landing_exactly_at_the_end_of_the_day_is_the_end_of_that_day():
+    assert add(UTC_9_TO_5, "2026-03-10T13:00+00:00", "4h") == at("2026-03-10T17:00+00:00")
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        "2026-03-14T12:00+00:00",  # Saturday
+        "2026-03-13T18:30+00:00",  # Friday after hours
+        "2026-03-16T06:00+00:00",  # Monday before hours
+    ],
+)
+def test_outside_working_hours_the_clock_starts_at_the_next_working_moment(start):
+    assert add(UTC_9_TO_5, start, "1h") == at("2026-03-16T10:00+00:00")
+
+
+def test_a_business_day_is_one_working_day_so_5d_is_five_working_days():
+    # Monday 11:00 + 5 business days = next Monday 11:00 (5 x 8h of working time).
+    cal = calendar_for(UTC_9_TO_5)
+    start = at("2026-03-09T11:00+00:00")
+    end = cal.add(start, Duration(5, "d"), business=True)
+    assert end == at("2026-03-16T11:00+00:00")
+    assert cal.working_ms_between(start, end) == 5 * 8 * HOUR
+
+
+def test_a_business_day_follows_the_length_of_the_calendars_day():
+    short_days = CalendarPolicy(day_start=dt.time(10, 0), day_end=dt.time(14, 0))
+    assert add(short_days, "2026-03-09T12:00+00:00", "1d") == at("2026-03-10T12:00+00:00")
+    assert calendar_for(short_days).workday_ms == 4 * HOUR
+
+
+def test_a_fraction_of_a_duration_is_exact_to_the_millisecond():
+    # 75% of 4 business hours = 3h; Tuesday 16:00 + 3h = Wednesday 11:00.
+    warning = Duration(4, "h").scaled(0.75)
+    cal = calendar_for(UTC_9_TO_5)
+    assert cal.add(at("2026-03-10T16:00+00:00"), warning, business=True) == at("2026-03-11T11:00+00:00")
+    assert add(UTC_9_TO_5, "2026-03-10T09:00+00:00", "0.001s") == at("2026-03-10T09:00+00:00") + 1
+
+
+def test_calendar_time_ignores_working_hours_weekends_and_holidays():
+    policy = CalendarPolicy(holidays=frozenset({dt.date(2026, 3, 14)}))
+    saturday_night = "2026-03-14T23:00+00:00"
+    assert add(policy, saturday_night, "15m", business=False) == at("2026-03-14T23:15+00:00")
+    assert add(policy, saturday_night, "7d", business=False) == at("2026-03-21T23:00+00:00")
+
+
+def test_is_working_counts_the_start_of_the_day_and_not_its_end():
+    cal = calendar_for(UTC_9_TO_5)
+    assert cal.is_working(at("2026-03-10T09:00+00:00"))
+    assert not cal.is_working(at("2026-03-10T17:00+00:00"))
+    assert not cal.is_working(at("2026-03-14T12:00+00:00"))  # Saturday
+
+
+def test_working_time_between_two_instants_skips_nights_and_weekends():
+    cal = calendar_for(UTC_9_TO_5)
+    friday_4pm, monday_10am = at("2026-03-13T16:00+00:00"), at("2026-03-16T10:00+00:00")
+    assert cal.working_ms_between(friday_4pm, monday_10am) == 2 * HOUR
+    assert cal.working_ms_between(monday_10am, friday_4pm) == 0
+
+
+def test_a_calendar_whose_day_ends_before_it_starts_is_refused():
+    with pytest.raises(ValueError, match="day_start"):
+        BusinessCalendar(CalendarPolicy(day_start=dt.time(17, 0), day_end=dt.time(9, 0)))
+
+
+def test_calendars_are_built_once_per_policy():
+    assert calendar_for(CalendarPolicy(timezone="Europe/Berlin")) is calendar_for(
+        CalendarPolicy(timezone="Europe/Berlin")
+    )
+
+
+# --- daylight-saving time: 09:00-17:00 stays 09:00-17:00 local -----------------------------------
+
+BERLIN = CalendarPolicy(timezone="Europe/Berlin")
+NEW_YORK = CalendarPolicy(timezone="America/New_York")
+
+
+@pytest.mark.parametrize(
+    ("policy", "friday_4pm", "monday_10am_utc"),
+    [
+        # Berlin springs forward on Sunday 2026-03-29: CET (+01) on Friday, CEST (+02) on Monday.
+        (BERLIN, "2026-03-27T16:00+01:00", "2026-03-30T08:00+00:00"),
+        # Berlin falls back on Sunday 2026-10-25: CEST on Friday, CET on Monday.
+        (BERLIN, "2026-10-23T16:00+02:00", "2026-10-26T09:00+00:00"),
+        # New York springs forward on Sunday 2026-03-08: EST (-05) to EDT (-04).
+        (NEW_YORK, "2026-03-06T16:00-05:00", "2026-03-09T14:00+00:00"),
+        # New York falls back on Sunday 2026-11-01: EDT to EST.
+        (NEW_YORK, "2026-10-30T16:00-04:00", "2026-11-02T15:00+00:00"),
+    ],
+)
+def test_working_hours_stay_local_across_a_daylight_saving_change(policy, friday_4pm, monday_10am_utc):
+    # 1h on Friday, then 1h from Monday 09:00 local, whatever the new UTC offset.
+    assert add(policy, friday_4pm, "2h") == at(monday_10am_utc)
+    assert add(policy, friday_4pm, "1d") == at(monday_10am_utc) + 6 * HOUR
+
+
+def test_a_working_day_that_spans_utc_midnight_moves_with_the_offset():
+    # Auckland 09:00-17:00 is 20:00-04:00 UTC (NZDT, +13) and 21:00-05:00 UTC (NZST, +12) after
+    # daylight saving ends on Sunday 2026-04-05.
+    auckland = CalendarPolicy(timezone="Pacific/Auckland")
+    assert add(auckland, "2026-04-03T16:00+13:00", "2h") == at("2026-04-05T22:00+00:00")
+    cal = calendar_for(auckland)
+    assert cal.is_working(at("2026-04-05T21:00+00:00"))  # Monday 09:00 NZST
+    assert not cal.is_working(at("2026-04-05T20:30+00:00"))  # Monday 08:30 NZST
+
+
+def test_a_working_day_sees_the_hour_the_clocks_skip_as_missing():
+    # Working hours 01:00-05:00 every day in Berlin: on 2026-03-29 02:00 jumps to 03:00, so that
+    # day holds 3h of working time; the deadline counts real elapsed time.
+    night_shift = CalendarPolicy(
+        timezone="Europe/Berlin", workdays=tuple(range(7)), day_start=dt.time(1), day_end=dt.time(5)
+    )
+    cal = calendar_for(night_shift)
+    assert cal.working_ms_between(at("2026-03-29T01:00+01:00"), at("2026-03-29T05:00+02:00")) == 3 * HOUR
+    assert add(night_shift, "2026-03-29T01:00+01:00", "3h") == at("2026-03-29T05:00+02:00")
+
+
+# --- properties ---------------------------------------------------------------------------------
+
+CALENDARS = st.sampled_from(
+    [
+        UTC_9_TO_5,
+        BERLIN,
+        NEW_YORK,
+        CalendarPolicy(
+            timezone="Europe/Berlin",
+            workdays=(0, 1, 2, 3, 5),
+            day_start=dt.time(8, 30),
+            day_end=dt.time(18, 15),
+            holidays=frozenset({dt.date(2026, 12, 25), dt.date(2026, 3, 30), dt.date(2026, 10, 26)}),
+        ),
+    ]
+)
+STARTS = st.integers(min_value=at("2025-12-01T00:00+00:00"), max_value=at("2027-02-01T00:00+00:00"))
+WORKING_MS = st.integers(min_value=0, max_value=40 * 8 * HOUR)
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=CALENDARS, start=STARTS, working_ms=WORKING_MS)
+def test_working_time_between_is_the_inverse_of_adding_business_time(policy, start, working_ms):
+    cal = calendar_for(policy)
+    end = cal.add(start, Duration(working_ms / 1000, "s"), business=True)
+    assert cal.working_ms_between(start, end) == working_ms
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=CALENDARS, start=STARTS, shorter=WORKING_MS, longer=WORKING_MS)
+def test_adding_more_business_time_never_ends_earlier(policy, start, shorter, longer):
+    shorter, longer = sorted((shorter, longer))
+    cal = calendar_for(policy)
+    first = cal.add(start, Duration(shorter / 1000, "s"), business=True)
+    assert first <= cal.add(start, Duration(longer / 1000, "s"), business=True)
+    assert first >= start
+
+
+def test_adding_ten_business_days_costs_microseconds():
+    cal = calendar_for(BERLIN)
+    start = at("2026-03-20T15:00+01:00")
+    cal.add(start, Duration(10, "d"), business=True)  # warm the day cache
+    calls = 2_000
+    began = time.perf_counter()
+    for _ in range(calls):
+        cal.add(start, Duration(10, "d"), business=True)
+    assert (time.perf_counter() - began) / calls < 100e-6
