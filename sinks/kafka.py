@@ -1,0 +1,89 @@
+"""Kafka sink: each record as its ``record_json`` value, keyed by ``record_key``, to its type's topic.
+
+kafka-python producer with ``acks="all"`` (a record counts as written once every in-sync replica has
+it; ``acks=0`` is refused). ``add`` is asynchronous; when the producer's buffer is full ``send`` would
+block, so ``max_block_ms`` is short and the timeout becomes ``SinkFull``. ``flush`` waits for every
+send and raises ``SinkError`` for the first one that failed. Record types absent from ``topics`` are
+skipped (an alerts-only sink maps only ``AlertRecord``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, record_key
+from schemas.wire import record_json
+from sinks.base import Sink, SinkClosed, SinkError, SinkFull
+
+RecordType = type[LifecycleRecord] | type[AlertRecord] | type[DlqRecord]
+
+DEFAULT_TOPICS: Mapping[RecordType, str] = {
+    LifecycleRecord: "lead.lifecycle",
+    AlertRecord: "lead.alerts",
+    DlqRecord: "lead.dlq",
+}
+
+
+def topics_of(topics: Any) -> dict[RecordType, str]:
+    """The mapping for a ``streams.topics.Topics`` settings object."""
+    return {LifecycleRecord: topics.lifecycle, AlertRecord: topics.alerts, DlqRecord: topics.dlq}
+
+
+class KafkaSink(Sink):
+    def __init__(self, bootstrap: str, topics: Mapping[RecordType, str] = DEFAULT_TOPICS, *,
+                 acks: str | int = "all", linger_ms: int = 5, max_block_ms: int = 200,
+                 client_id: str = "leadflow-sink", **producer_config: Any) -> None:
+        if acks in (0, "0"):
+            raise ValueError("acks=0 loses records silently; use acks='all'")
+        from kafka import KafkaProducer
+
+        self.bootstrap = bootstrap
+        self.topics = dict(topics)
+        self.max_block_ms = max_block_ms
+        try:
+            self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks=acks, linger_ms=linger_ms,
+                                           max_block_ms=max_block_ms, client_id=client_id, **producer_config)
+        except Exception as exc:
+            raise SinkError(f"cannot connect a producer to {bootstrap}: {exc}") from exc
+        self._futures: list[Any] = []
+        self.closed = False
+
+    def add(self, record: Record) -> None:
+        if self.closed:
+            raise SinkClosed("add on a closed KafkaSink")
+        topic = self.topics.get(type(record))
+        if topic is None:
+            return
+        key = record_key(record)
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            future = self._producer.send(topic, key=key.encode() if key is not None else None,
+                                         value=record_json(record))
+        except KafkaTimeoutError as exc:
+            raise SinkFull(self.max_block_ms / 1000, f"producer buffer full or no metadata for {topic}") from exc
+        self._futures.append(future)
+
+    def flush(self) -> None:
+        if self.closed:
+            raise SinkClosed("flush on a closed KafkaSink")
+        self._producer.flush()
+        futures, self._futures = self._futures, []
+        failed = [f for f in futures if f.failed()]
+        if failed:
+            exc = failed[0].exception
+            raise SinkError(f"{len(failed)} of {len(futures)} records not written: {exc}") from exc
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            self._producer.close(timeout=5)
+
+    def __repr__(self) -> str:
+        names = ", ".join(f"{t.__name__}->{n}" for t, n in self.topics.items())
+        return f"KafkaSink({self.bootstrap!r}, {{{names}}})"

@@ -1,0 +1,445 @@
+"""The closed-loop report: funnel, time in stage, SLA compliance, reasons, leads lost.
+
+``build_report(lifecycle_records, alert_records)`` is pure (no I/O, no clock): the same records always
+give the same ``Report``. ``render_text`` / ``render_json`` / ``sinks.report_html.render_html`` show it;
+``report_command`` is what ``leadflow report SOURCE`` runs.
+
+Derivations (the outputs carry no "SLA started" record, so starts are derived):
+
+- *Reached* a stage: the lead entered it (``to_stage``) or jumped over it (``skipped_stages``).
+  Conversion X→Y = leads that reached X and Y / leads that reached X.
+- *Time in stage*: ``time_in_previous_stage_ms`` of every record, keyed by its ``from_stage``; median
+  (``statistics.median``) and p90 (nearest rank: the ⌈0.9·n⌉-th smallest).
+- *SLA instances*, keyed (lead_id, sla, started_at): from lifecycle records — entering ``mql`` starts
+  ``first_touch`` (``assignment`` when ``owner_id`` is null), ``sal`` starts ``qualification``, ``sql``
+  ``opportunity``, ``recycled`` ``nurture`` — united with every instance an SLA alert names (warning,
+  breach, resolution), which also catches ``first_touch`` restarts after a (re)assignment. A lead that
+  entered ``mql`` unassigned and left it with an owner had one ``first_touch`` instance even if no alert
+  names it; it is counted once.
+- *Breached*: a ``follow_up_overdue`` of level 1, or a ``handoff_broken`` with a deadline (reasons
+  ``unassigned``, ``recycled_not_nurtured``). *Resolved*: an ``sla_resolved`` names the breach alert.
+  *Ended*: resolved, or the lead later left the SLA's stage (for ``assignment``: or got an owner).
+- Outcome, one per instance: ``met`` (ended, never breached), ``late`` (breached, then resolved),
+  ``open`` (breached, not resolved when the data ends), ``in_progress`` (started, neither breached nor
+  ended yet). Compliance = met / (met + late + open). Owner and team: the breach alert's when
+  breached (who held the lead when it broke), else those of the record that started it.
+- Instant broken handoffs (``ping_pong``, ``rejected_without_reason``) are not SLA instances; they
+  are counted by reason.
+- *Lost*: leads whose latest stage is ``recycled`` or ``disqualified``, by the stage they left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import statistics
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lifecycle.records import AlertRecord, LifecycleRecord
+from schemas.wire import format_time
+
+FUNNEL_STAGES: Final = ("new", "engaged", "mql", "sal", "sql", "opportunity", "customer")
+ALL_STAGES: Final = (*FUNNEL_STAGES, "recycled", "disqualified")
+CONVERSIONS: Final = (("mql", "sal"), ("sal", "sql"), ("sql", "opportunity"), ("opportunity", "customer"),
+                      ("mql", "customer"))
+SLAS: Final = ("assignment", "first_touch", "qualification", "opportunity", "nurture")
+SLA_STAGE: Final = {"assignment": "mql", "first_touch": "mql", "qualification": "sal",
+                    "opportunity": "sql", "nurture": "recycled"}
+STARTS_ON_ENTRY: Final = {"sal": "qualification", "sql": "opportunity", "recycled": "nurture"}
+DEADLINE_REASONS: Final = frozenset({"unassigned", "recycled_not_nurtured"})
+#: Upper bounds (ms) of the time-in-stage histogram buckets; the last bucket is open-ended.
+HISTOGRAM_EDGES_MS: Final = (3_600_000, 4 * 3_600_000, 86_400_000, 3 * 86_400_000, 7 * 86_400_000,
+                             30 * 86_400_000)
+HISTOGRAM_LABELS: Final = ("<1h", "1–4h", "4h–1d", "1–3d", "3–7d", "7–30d", "≥30d")
+NONE_LABEL: Final = "(none)"
+TOP_REASONS: Final = 10
+
+
+@dataclass(frozen=True)
+class FunnelStage:
+    stage: str
+    reached: int  # leads that entered or jumped over it
+    current: int  # leads in it now
+
+
+@dataclass(frozen=True)
+class Conversion:
+    from_stage: str
+    to_stage: str
+    leads: int  # reached from_stage
+    converted: int  # ... and to_stage
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class StageTime:
+    stage: str
+    count: int
+    median_ms: float | None
+    p90_ms: int | None
+    histogram: tuple[int, ...]  # counts per HISTOGRAM_LABELS bucket
+
+
+@dataclass(frozen=True)
+class Compliance:
+    group: str  # the SLA, owner or team
+    met: int
+    late: int
+    open: int
+    in_progress: int
+
+    @property
+    def decided(self) -> int:
+        return self.met + self.late + self.open
+
+    @property
+    def rate(self) -> float | None:
+        return self.met / self.decided if self.decided else None
+
+
+@dataclass(frozen=True)
+class ReasonCount:
+    decision: str  # reject | disqualify
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class LostLeads:
+    from_stage: str
+    recycled: int
+    disqualified: int
+
+
+@dataclass(frozen=True)
+class Report:
+    leads: int
+    transitions: int
+    alerts: int
+    first_at: int | None
+    last_at: int | None
+    funnel: tuple[FunnelStage, ...]
+    conversions: tuple[Conversion, ...]
+    time_in_stage: tuple[StageTime, ...]
+    compliance_by_sla: tuple[Compliance, ...]
+    compliance_by_owner: tuple[Compliance, ...]
+    compliance_by_team: tuple[Compliance, ...]
+    instant_handoffs: tuple[tuple[str, int], ...]  # (reason, count) of ping_pong / rejected_without_reason
+    reasons: tuple[ReasonCount, ...]
+    lost: tuple[LostLeads, ...]
+    alerts_by_type: tuple[tuple[str, int], ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for key in ("compliance_by_sla", "compliance_by_owner", "compliance_by_team"):
+            for row, c in zip(out[key], getattr(self, key)):
+                row["rate"] = c.rate
+        out["first_at"] = format_time(self.first_at) if self.first_at is not None else None
+        out["last_at"] = format_time(self.last_at) if self.last_at is not None else None
+        out["instant_handoffs"] = dict(self.instant_handoffs)
+        out["alerts_by_type"] = dict(self.alerts_by_type)
+        out["histogram_buckets"] = list(HISTOGRAM_LABELS)
+        return out
+
+
+# -- building -------------------------------------------------------------------------------------
+
+@dataclass
+class _Instance:
+    lead_id: str
+    sla: str
+    started_at: int | None
+    owner_id: str | None = None
+    team: str | None = None
+    ended: bool = False
+    breach_alert_id: str | None = None
+    resolved: bool = False
+
+    @property
+    def outcome(self) -> str:
+        if self.breach_alert_id is not None:
+            return "late" if self.resolved else "open"
+        return "met" if self.ended else "in_progress"
+
+
+def _is_breach(alert: AlertRecord) -> bool:
+    if alert.type == "follow_up_overdue":
+        return alert.level == 1
+    return alert.type == "handoff_broken" and alert.reason in DEADLINE_REASONS and alert.due_at is not None
+
+
+def percentile_nearest_rank(sorted_values: list[int], fraction: float) -> int | None:
+    if not sorted_values:
+        return None
+    return sorted_values[max(1, math.ceil(fraction * len(sorted_values))) - 1]
+
+
+def _bucket(ms: int) -> int:
+    for i, edge in enumerate(HISTOGRAM_EDGES_MS):
+        if ms < edge:
+            return i
+    return len(HISTOGRAM_EDGES_MS)
+
+
+def _sla_instances(by_lead: dict[str, list[LifecycleRecord]], alerts: list[AlertRecord]) -> list[_Instance]:
+    instances: dict[tuple[str, str, int | None], _Instance] = {}
+    inferred_first_touch: list[tuple[str, int, int]] = []  # (lead, entered mql, left mql) unassigned entry
+
+    for lead_id, records in by_lead.items():
+        for i, r in enumerate(records):
+            if r.to_stage == "mql":
+                sla = "first_touch" if r.owner_id is not None else "assignment"
+            else:
+                sla = STARTS_ON_ENTRY.get(r.to_stage)
+            if sla is None:
+                continue
+            nxt = records[i + 1] if i + 1 < len(records) else None
+            inst = instances.setdefault((lead_id, sla, r.occurred_at), _Instance(lead_id, sla, r.occurred_at))
+            inst.owner_id, inst.team = r.owner_id, r.team
+            inst.ended = nxt is not None
+            if sla == "assignment" and nxt is not None and nxt.owner_id is not None:
+                inferred_first_touch.append((lead_id, r.occurred_at, nxt.occurred_at))
+
+    resolved_ids = {a.resolves_alert_id for a in alerts if a.type == "sla_resolved" and a.resolves_alert_id}
+    for a in alerts:
+        if a.sla is None or a.due_at is None:  # instant handoffs name no SLA instance
+            continue
+        inst = instances.get((a.lead_id, a.sla, a.started_at))
+        if inst is None:
+            inst = instances[(a.lead_id, a.sla, a.started_at)] = _Instance(
+                a.lead_id, a.sla, a.started_at, a.owner_id, a.team)
+        if a.type == "sla_resolved":
+            inst.ended = True
+        elif _is_breach(a):
+            inst.breach_alert_id = a.alert_id
+            inst.owner_id, inst.team = a.owner_id, a.team
+    for inst in instances.values():
+        if inst.breach_alert_id is not None and inst.breach_alert_id in resolved_ids:
+            inst.resolved = inst.ended = True
+
+    for lead_id, entered, left in inferred_first_touch:
+        seen = any(i.lead_id == lead_id and i.sla == "first_touch" and i.started_at is not None
+                   and entered <= i.started_at <= left for i in instances.values())
+        if not seen:
+            owner = next(r for r in by_lead[lead_id] if r.occurred_at == left and r.owner_id is not None)
+            instances[(lead_id, "first_touch", -entered - 1)] = _Instance(
+                lead_id, "first_touch", None, owner.owner_id, owner.team, ended=True)
+    return list(instances.values())
+
+
+def _compliance(instances: list[_Instance], group_of: Any, order: Iterable[str] = ()) -> tuple[Compliance, ...]:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for name in order:
+        counts[name]  # noqa: B018 - fixed rows first, even when empty
+    for inst in instances:
+        counts[group_of(inst) or NONE_LABEL][inst.outcome] += 1
+    keys = list(order) + sorted(k for k in counts if k not in set(order))
+    return tuple(Compliance(k, counts[k]["met"], counts[k]["late"], counts[k]["open"], counts[k]["in_progress"])
+                 for k in keys)
+
+
+def build_report(lifecycle_records: Iterable[LifecycleRecord], alert_records: Iterable[AlertRecord]) -> Report:
+    """The report of these records. Repeats (same ``transition_id`` / ``alert_id``) count once."""
+    lifecycle: dict[str, LifecycleRecord] = {}
+    for r in lifecycle_records:
+        lifecycle.setdefault(r.transition_id, r)
+    alerts_by_id: dict[str, AlertRecord] = {}
+    for a in alert_records:
+        alerts_by_id.setdefault(a.alert_id, a)
+    alerts = list(alerts_by_id.values())
+
+    by_lead: dict[str, list[LifecycleRecord]] = defaultdict(list)
+    for r in lifecycle.values():  # input order is the tie-break for records of the same millisecond
+        by_lead[r.lead_id].append(r)
+    for records in by_lead.values():
+        records.sort(key=lambda r: r.occurred_at)
+
+    reached: dict[str, set[str]] = defaultdict(set)
+    current: Counter[str] = Counter()
+    lost: dict[str, Counter[str]] = defaultdict(Counter)
+    for lead_id, records in by_lead.items():
+        for r in records:
+            reached[r.to_stage].add(lead_id)
+            for s in r.skipped_stages:
+                reached[s].add(lead_id)
+        latest = records[-1]
+        current[latest.to_stage] += 1
+        if latest.to_stage in ("recycled", "disqualified"):
+            lost[latest.from_stage or NONE_LABEL][latest.to_stage] += 1
+
+    funnel = tuple(FunnelStage(s, len(reached[s]), current[s]) for s in ALL_STAGES)
+    conversions = []
+    for a, b in CONVERSIONS:
+        n, k = len(reached[a]), len(reached[a] & reached[b])
+        conversions.append(Conversion(a, b, n, k, k / n if n else None))
+
+    samples: dict[str, list[int]] = defaultdict(list)
+    for r in lifecycle.values():
+        if r.from_stage is not None and r.time_in_previous_stage_ms is not None:
+            samples[r.from_stage].append(r.time_in_previous_stage_ms)
+    times = []
+    for stage in ALL_STAGES:
+        values = sorted(samples.get(stage, ()))
+        hist = [0] * len(HISTOGRAM_LABELS)
+        for v in values:
+            hist[_bucket(v)] += 1
+        times.append(StageTime(stage, len(values), statistics.median(values) if values else None,
+                               percentile_nearest_rank(values, 0.9), tuple(hist)))
+
+    instances = _sla_instances(by_lead, alerts)
+    reasons: Counter[tuple[str, str]] = Counter()
+    for r in lifecycle.values():
+        if r.trigger_event_type == "sales_disposition" and r.to_stage in ("recycled", "disqualified"):
+            decision = "reject" if r.to_stage == "recycled" else "disqualify"
+            reasons[(decision, r.reason or NONE_LABEL)] += 1
+    top: list[ReasonCount] = []
+    for decision in ("reject", "disqualify"):
+        rows = sorted(((k[1], n) for k, n in reasons.items() if k[0] == decision), key=lambda x: (-x[1], x[0]))
+        top.extend(ReasonCount(decision, reason, n) for reason, n in rows[:TOP_REASONS])
+
+    instant = Counter(a.reason or NONE_LABEL for a in alerts if a.type == "handoff_broken" and a.due_at is None)
+    times_seen = [r.occurred_at for r in lifecycle.values()] + [a.detected_at for a in alerts]
+    lost_order = [s for s in (*ALL_STAGES, NONE_LABEL) if s in lost]
+    return Report(
+        leads=len(by_lead),
+        transitions=len(lifecycle),
+        alerts=len(alerts),
+        first_at=min(times_seen) if times_seen else None,
+        last_at=max(times_seen) if times_seen else None,
+        funnel=funnel,
+        conversions=tuple(conversions),
+        time_in_stage=tuple(times),
+        compliance_by_sla=_compliance(instances, lambda i: i.sla, SLAS),
+        compliance_by_owner=_compliance(instances, lambda i: i.owner_id),
+        compliance_by_team=_compliance(instances, lambda i: i.team),
+        instant_handoffs=tuple(sorted(instant.items())),
+        reasons=tuple(top),
+        lost=tuple(LostLeads(s, lost[s]["recycled"], lost[s]["disqualified"]) for s in lost_order),
+        alerts_by_type=tuple(sorted(Counter(a.type for a in alerts).items())),
+    )
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+def duration(ms: float | None) -> str:
+    """``93_600_000`` -> ``1d 2h``; short, for tables."""
+    if ms is None:
+        return "–"
+    seconds = int(round(ms / 1000))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h" if hours else f"{days}d"
+    if hours:
+        return f"{hours}h {minutes}m" if minutes else f"{hours}h"
+    return f"{minutes}m"
+
+
+def percent(rate: float | None) -> str:
+    return "–" if rate is None else f"{rate * 100:.1f}%"
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def render_text(report: Report, console: Any) -> None:
+    """Rich tables on ``console`` (a ``rich.console.Console``)."""
+    from rich.table import Table
+
+    period = (f"{format_time(report.first_at)} → {format_time(report.last_at)}"
+              if report.first_at is not None and report.last_at is not None else "no records")
+    console.print(f"[bold]leadflow report[/]  {report.leads} leads, {report.transitions} stage changes, "
+                  f"{report.alerts} alerts  ({period})")
+
+    t = Table(title="Funnel")
+    for col in ("stage", "reached", "now in stage"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for f in report.funnel:
+        t.add_row(f.stage, str(f.reached), str(f.current))
+    console.print(t)
+
+    t = Table(title="Conversion")
+    for col in ("from → to", "leads", "converted", "rate"):
+        t.add_column(col, justify="left" if col == "from → to" else "right")
+    for c in report.conversions:
+        t.add_row(f"{c.from_stage} → {c.to_stage}", str(c.leads), str(c.converted), percent(c.rate))
+    console.print(t)
+
+    t = Table(title="Time in stage")
+    for col in ("stage", "left", "median", "p90"):
+        t.add_column(col, justify="left" if col == "stage" else "right")
+    for s in report.time_in_stage:
+        if s.count:
+            t.add_row(s.stage, str(s.count), duration(s.median_ms), duration(s.p90_ms))
+    console.print(t)
+
+    for title, rows in (("SLA compliance by SLA", report.compliance_by_sla),
+                        ("SLA compliance by owner", report.compliance_by_owner),
+                        ("SLA compliance by team", report.compliance_by_team)):
+        t = Table(title=title)
+        for col in ("group", "met on time", "late", "open", "in progress", "compliance"):
+            t.add_column(col, justify="left" if col == "group" else "right")
+        for c in rows:
+            t.add_row(c.group, str(c.met), str(c.late), str(c.open), str(c.in_progress), percent(c.rate))
+        console.print(t)
+
+    t = Table(title="Top reject and disqualify reasons")
+    for col in ("decision", "reason", "leads"):
+        t.add_column(col, justify="right" if col == "leads" else "left")
+    for r in report.reasons:
+        t.add_row(r.decision, r.reason, str(r.count))
+    console.print(t)
+
+    t = Table(title="Leads lost, by the stage they left")
+    for col in ("left stage", "recycled", "disqualified"):
+        t.add_column(col, justify="left" if col == "left stage" else "right")
+    for lost in report.lost:
+        t.add_row(lost.from_stage, str(lost.recycled), str(lost.disqualified))
+    console.print(t)
+    if report.instant_handoffs:
+        console.print("Instant broken handoffs: " + ", ".join(f"{r} {n}" for r, n in report.instant_handoffs))
+
+
+def report_command(source: str, fmt: str, html: str | None) -> int:
+    """``leadflow report SOURCE [--format text|json] [--html FILE]``; returns the exit status.
+
+    SOURCE: a replay output directory, a ``sqlite:///``/``postgresql://`` URL, or
+    ``kafka://host:port[?lifecycle=TOPIC&alerts=TOPIC]``. Failures print one line on standard error.
+    """
+    from rich.console import Console
+
+    from lifecycle.errors import ConfigError, LeadflowError
+    from sinks.report_html import render_html
+    from sinks.report_sources import load_source
+
+    if fmt not in ("text", "json"):
+        print(f"leadflow report: --format must be text or json, not {fmt!r}", file=sys.stderr)
+        return 2
+    try:
+        lifecycle, alerts = load_source(source)
+        report = build_report(lifecycle, alerts)
+        if html:
+            with open(html, "w", encoding="utf-8") as f:
+                f.write(render_html(report))
+        if fmt == "json":
+            sys.stdout.write(render_json(report))
+        else:
+            render_text(report, Console())
+            if html:
+                print(f"HTML report written to {html}")
+        return 0
+    except ConfigError as exc:
+        print(f"leadflow report: {exc}", file=sys.stderr)
+        return 2
+    except (LeadflowError, OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"leadflow report: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1

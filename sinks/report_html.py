@@ -1,0 +1,144 @@
+"""The report as ONE self-contained HTML page: inline CSS, inline SVG charts, no script, no network.
+
+Charts (each an ``<svg>`` with a stable id, for tests and for linking):
+``#funnel-chart`` (leads reaching each stage), ``#time-in-stage-chart`` (distribution of time spent in
+each stage, one histogram row per stage), ``#compliance-by-team-chart`` (met / late / open / in
+progress per team, stacked).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Final
+
+from schemas.wire import format_time
+from sinks.report import (
+    FUNNEL_STAGES,
+    HISTOGRAM_LABELS,
+    Compliance,
+    Report,
+    duration,
+    percent,
+)
+
+OUTCOME_COLOURS: Final = (("met", "#2e7d32"), ("late", "#f9a825"), ("open", "#c62828"), ("in_progress", "#90a4ae"))
+_CSS: Final = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem;color:#1d2433;max-width:1100px}
+h1{font-size:1.5rem;margin:0 0 .3rem}h2{font-size:1.15rem;margin:2rem 0 .5rem;border-bottom:1px solid #dde}
+table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .7rem;border-bottom:1px solid #eef;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f4f6fb}.muted{color:#667}
+svg text{font:12px system-ui,sans-serif;fill:#1d2433}.legend span{display:inline-block;margin-right:1rem}
+.swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
+"""
+
+
+def _svg(id_: str, width: int, height: int, title: str, body: list[str]) -> str:
+    return (f'<svg id="{id_}" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-labelledby="{id_}-title">'
+            f'<title id="{id_}-title">{escape(title)}</title>{"".join(body)}</svg>')
+
+
+def funnel_svg(report: Report) -> str:
+    rows = [f for f in report.funnel if f.stage in FUNNEL_STAGES]
+    top = max((f.reached for f in rows), default=0) or 1
+    label_w, bar_w, row_h = 110, 560, 30
+    body = []
+    for i, f in enumerate(rows):
+        y = 10 + i * row_h
+        w = f.reached / top * bar_w
+        x = label_w + (bar_w - w) / 2  # centred bars: the funnel shape
+        body.append(f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(f.stage)}</text>')
+        body.append(f'<rect class="bar" data-stage="{escape(f.stage)}" x="{x:.1f}" y="{y}" width="{w:.1f}" '
+                    f'height="{row_h - 6}" fill="#3f6ad8" rx="3"><title>{escape(f.stage)}: {f.reached} leads'
+                    f'</title></rect>')
+        body.append(f'<text x="{label_w + bar_w + 8}" y="{y + 17}">{f.reached}</text>')
+    return _svg("funnel-chart", label_w + bar_w + 60, 20 + len(rows) * row_h, "Leads reaching each stage", body)
+
+
+def time_in_stage_svg(report: Report) -> str:
+    rows = [s for s in report.time_in_stage if s.count]
+    label_w, cell_w, row_h, head = 110, 80, 28, 24
+    body = [f'<text x="{label_w + i * cell_w + cell_w / 2}" y="16" text-anchor="middle">{escape(lbl)}</text>'
+            for i, lbl in enumerate(HISTOGRAM_LABELS)]
+    for r, s in enumerate(rows):
+        y = head + r * row_h
+        peak = max(s.histogram) or 1
+        body.append(f'<text x="{label_w - 8}" y="{y + 17}" text-anchor="end">{escape(s.stage)}</text>')
+        for i, n in enumerate(s.histogram):
+            h = (row_h - 6) * n / peak
+            x = label_w + i * cell_w + 8
+            body.append(f'<rect class="bar" data-stage="{escape(s.stage)}" x="{x}" y="{y + row_h - 4 - h:.1f}" '
+                        f'width="{cell_w - 16}" height="{h:.1f}" fill="#7e57c2"><title>{escape(s.stage)} '
+                        f'{escape(HISTOGRAM_LABELS[i])}: {n}</title></rect>')
+        body.append(f'<text x="{label_w + len(HISTOGRAM_LABELS) * cell_w + 8}" y="{y + 17}" class="muted">'
+                    f'median {escape(duration(s.median_ms))}, p90 {escape(duration(s.p90_ms))}</text>')
+    width = label_w + len(HISTOGRAM_LABELS) * cell_w + 200
+    return _svg("time-in-stage-chart", width, head + max(1, len(rows)) * row_h + 6,
+                "Distribution of time spent in each stage", body)
+
+
+def compliance_svg(rows: tuple[Compliance, ...], id_: str = "compliance-by-team-chart") -> str:
+    label_w, bar_w, row_h = 140, 520, 28
+    body = []
+    for r, c in enumerate(rows):
+        y = 8 + r * row_h
+        total = c.decided + c.in_progress
+        body.append(f'<text x="{label_w - 8}" y="{y + 16}" text-anchor="end">{escape(c.group)}</text>')
+        x = float(label_w)
+        for name, colour in OUTCOME_COLOURS:
+            n = getattr(c, name)
+            if not n:
+                continue
+            w = bar_w * n / total
+            body.append(f'<rect class="bar" data-outcome="{name}" x="{x:.1f}" y="{y}" width="{w:.1f}" '
+                        f'height="{row_h - 8}" fill="{colour}"><title>{escape(c.group)} {name}: {n}</title></rect>')
+            x += w
+        body.append(f'<text x="{label_w + bar_w + 8}" y="{y + 16}">{escape(percent(c.rate))}</text>')
+    return _svg(id_, label_w + bar_w + 70, 16 + max(1, len(rows)) * row_h, "SLA compliance by team", body)
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _compliance_table(rows: tuple[Compliance, ...], group: str) -> str:
+    return _table((group, "met on time", "late", "open", "in progress", "compliance"),
+                  [(c.group, c.met, c.late, c.open, c.in_progress, percent(c.rate)) for c in rows])
+
+
+def render_html(report: Report) -> str:
+    period = (f"{format_time(report.first_at)} → {format_time(report.last_at)}"
+              if report.first_at is not None and report.last_at is not None else "no records")
+    legend = "".join(f'<span><i class="swatch" style="background:{c}"></i>{escape(n.replace("_", " "))}</span>'
+                     for n, c in OUTCOME_COLOURS)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">",
+        f"<title>leadflow report</title><style>{_CSS}</style></head><body>",
+        "<h1>leadflow report</h1>",
+        f'<p class="muted">{report.leads} leads, {report.transitions} stage changes, {report.alerts} alerts '
+        f"· {escape(period)}</p>",
+        "<h2>Funnel</h2>", funnel_svg(report),
+        _table(("from → to", "leads", "converted", "rate"),
+               [(f"{c.from_stage} → {c.to_stage}", c.leads, c.converted, percent(c.rate)) for c in report.conversions]),
+        "<h2>Time in stage</h2>", time_in_stage_svg(report),
+        _table(("stage", "left", "median", "p90"),
+               [(s.stage, s.count, duration(s.median_ms), duration(s.p90_ms)) for s in report.time_in_stage if s.count]),
+        "<h2>SLA compliance</h2>", f'<p class="legend">{legend}</p>',
+        compliance_svg(report.compliance_by_team),
+        _compliance_table(report.compliance_by_sla, "SLA"),
+        _compliance_table(report.compliance_by_team, "team"),
+        _compliance_table(report.compliance_by_owner, "owner"),
+        "<h2>Top reject and disqualify reasons</h2>",
+        _table(("decision", "reason", "leads"), [(r.decision, r.reason, r.count) for r in report.reasons]),
+        "<h2>Leads lost, by the stage they left</h2>",
+        _table(("left stage", "recycled", "disqualified"), [(x.from_stage, x.recycled, x.disqualified) for x in report.lost]),
+    ]
+    if report.instant_handoffs:
+        parts.append("<h2>Instant broken handoffs</h2>")
+        parts.append(_table(("reason", "alerts"), list(report.instant_handoffs)))
+    parts.append("</body></html>\n")
+    return "\n".join(parts)

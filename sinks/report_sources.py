@@ -1,0 +1,161 @@
+"""Where a report's records come from: replay output, a SQL sink's database, or the output topics.
+
+Every loader returns ``(lifecycle_records, alert_records)`` as typed records (times in epoch ms).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from lifecycle.errors import ConfigError
+from lifecycle.records import TIME_FIELDS, AlertRecord, LifecycleRecord
+from schemas.wire import parse_time
+from sinks.base import SinkError
+
+Loaded = tuple[list[LifecycleRecord], list[AlertRecord]]
+
+
+def _from_wire(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for name in TIME_FIELDS.intersection(out):
+        if out[name] is not None:
+            out[name] = parse_time(out[name])
+    return out
+
+
+def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
+    """The inverse of ``schemas.wire.wire_dict`` for a lifecycle record."""
+    out = _from_wire(values)
+    out["skipped_stages"] = tuple(out.get("skipped_stages") or ())
+    out.setdefault("team", None)
+    out.setdefault("reason", None)
+    return LifecycleRecord(**{k: out[k] for k in LifecycleRecord.__slots__})
+
+
+def alert_from_wire(values: dict[str, Any]) -> AlertRecord:
+    """The inverse of ``schemas.wire.wire_dict`` for an alert."""
+    out = _from_wire(values)
+    out.setdefault("resolves_alert_id", None)
+    return AlertRecord(**{k: out[k] for k in AlertRecord.__slots__})
+
+
+def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except ValueError as exc:
+                    raise SinkError(f"{path}:{number}: not a JSON object: {exc}") from exc
+
+
+def load_replay_dir(directory: str | Path) -> Loaded:
+    """``lifecycle.jsonl`` and ``alerts.jsonl`` of a ``leadflow replay --out DIR``."""
+    root = Path(directory)
+    lifecycle_file, alerts_file = root / "lifecycle.jsonl", root / "alerts.jsonl"
+    if not lifecycle_file.is_file():
+        raise ConfigError(f"{root}: no lifecycle.jsonl (is this a replay output directory?)")
+    lifecycle = [lifecycle_from_wire(v) for v in _json_lines(lifecycle_file)]
+    alerts = [alert_from_wire(v) for v in _json_lines(alerts_file)] if alerts_file.is_file() else []
+    return lifecycle, alerts
+
+
+def load_sql(url: str) -> Loaded:
+    """Every row of ``lead_transitions`` and ``lead_alerts`` of a database written by ``SqlSink``."""
+    from sinks.sql import SqlSink
+
+    sink = SqlSink(url)  # also migrates: reading an empty database gives an empty report
+    try:
+        return sink.transitions(), sink.alerts()
+    finally:
+        sink.close()
+
+
+def kafka_topics_from_url(url: str) -> tuple[str, str, str]:
+    """``kafka://host:port[?lifecycle=T&alerts=T]`` -> (bootstrap, lifecycle topic, alerts topic)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "kafka" or not parts.netloc:
+        raise ConfigError(f"not a kafka://host:port URL: {url!r}")
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    unknown = set(query) - {"lifecycle", "alerts"}
+    if unknown:
+        raise ConfigError(f"{url}: unknown parameter(s) {sorted(unknown)}; use lifecycle=, alerts=")
+    return parts.netloc, query.get("lifecycle", "lead.lifecycle"), query.get("alerts", "lead.alerts")
+
+
+def read_topic(bootstrap: str, topic: str, *, idle: float = 1.0, timeout: float = 120.0) -> list[bytes]:
+    """Every value of ``topic``, all partitions from the beginning, with ``assign()`` (no group).
+
+    The end is found by counting, not by ``end_offsets()`` (the embedded Tansu broker answers
+    ListOffsets(latest) wrongly for multi-record batches): reading stops once ``idle`` seconds pass
+    with no new record.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                 auto_offset_reset="earliest", client_id="leadflow-report",
+                                 fetch_max_wait_ms=100)
+    except Exception as exc:
+        raise SinkError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    values: list[bytes] = []
+    try:
+        deadline = time.monotonic() + timeout
+        metadata_deadline = time.monotonic() + 5
+        partitions = consumer.partitions_for_topic(topic)
+        while partitions is None and time.monotonic() < metadata_deadline:
+            time.sleep(0.05)
+            partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            return values
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        consumer.seek_to_beginning(*tps)
+        last = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - last < idle:
+            batch = consumer.poll(timeout_ms=100)
+            for records in batch.values():
+                values.extend(r.value for r in records if r.value is not None)
+            if batch:
+                last = time.monotonic()
+        return values
+    finally:
+        consumer.close()
+
+
+def load_kafka(url: str, *, idle: float = 1.0) -> Loaded:
+    bootstrap, lifecycle_topic, alerts_topic = kafka_topics_from_url(url)
+    lifecycle = [lifecycle_from_wire(json.loads(v)) for v in read_topic(bootstrap, lifecycle_topic, idle=idle)]
+    alerts = [alert_from_wire(json.loads(v)) for v in read_topic(bootstrap, alerts_topic, idle=idle)]
+    return lifecycle, alerts
+
+
+def load_source(source: str) -> Loaded:
+    """A directory, ``sqlite:///``/``postgresql://`` URL or ``kafka://host:port``."""
+    if source.startswith("kafka://"):
+        return load_kafka(source)
+    if source.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        return load_sql(source)
+    if "://" in source:
+        raise ConfigError(f"unknown report source {source.split('://')[0]}://; use a directory, "
+                          "sqlite:///, postgresql:// or kafka://")
+    if not Path(source).is_dir():
+        raise ConfigError(f"{source}: no such directory")
+    return load_replay_dir(source)
+
+
+def dedupe(records: Iterable[Any], key: str) -> list[Any]:
+    """Drop repeats by id, first one kept (outputs are at least once)."""
+    seen: set[str] = set()
+    out = []
+    for record in records:
+        ident = getattr(record, key)
+        if ident not in seen:
+            seen.add(ident)
+            out.append(record)
+    return out

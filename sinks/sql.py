@@ -1,0 +1,346 @@
+"""SQL sink: lifecycle, alerts and DLQ records into SQLite (stdlib) or PostgreSQL (psycopg 3).
+
+Tables (created and migrated by the sink: ``schema_version`` + the ordered ``MIGRATIONS``):
+
+- ``lead_transitions`` — one row per lifecycle record, PK ``transition_id``;
+- ``lead_alerts``      — one row per alert, PK ``alert_id``;
+- ``leads``            — current state per lead, upserted from lifecycle records (latest
+  ``occurred_at`` wins; on a tie, the record that continues from the stored stage wins, so a
+  re-added older record of the same millisecond never moves a lead back);
+- ``dlq_records``      — PK ``dlq_id`` (``sinks.base.record_id``).
+
+Times are epoch milliseconds (BIGINT), as in ``lifecycle.records``. Writes are idempotent (``ON
+CONFLICT DO NOTHING`` / guarded upsert) and batched: ``add`` buffers, ``flush`` writes the buffer with
+one ``executemany`` per table inside ONE transaction, and ``add`` flushes by itself at ``batch_size``.
+
+URLs: ``sqlite:///relative/or/absolute/path.db`` (``sqlite:///:memory:`` too) or
+``postgresql://user@host:port/db`` — any libpq URI; pick a schema with
+``?options=-csearch_path%3Dmy_schema``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
+from sinks.base import Sink, SinkClosed, SinkError, record_id
+
+DEFAULT_BATCH_SIZE: Final = 1000
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between SQLite and PostgreSQL for this sink."""
+
+    name: str
+    placeholder: str
+    blob: str
+
+
+SQLITE: Final = Dialect("sqlite", "?", "BLOB")
+POSTGRESQL: Final = Dialect("postgresql", "%s", "BYTEA")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step; ``statements`` builds the DDL for a dialect. Never edit a released step:
+    append a new one."""
+
+    version: int
+    description: str
+    statements: Callable[[Dialect], Sequence[str]]
+
+
+def _v1_tables(d: Dialect) -> Sequence[str]:
+    return (
+        """CREATE TABLE lead_transitions (
+            transition_id TEXT PRIMARY KEY,
+            lead_id TEXT NOT NULL,
+            from_stage TEXT,
+            to_stage TEXT NOT NULL,
+            trigger_event_id TEXT NOT NULL,
+            trigger_event_type TEXT NOT NULL,
+            occurred_at BIGINT NOT NULL,
+            owner_id TEXT,
+            team TEXT,
+            score INTEGER NOT NULL,
+            skipped_stages TEXT NOT NULL,
+            time_in_previous_stage_ms BIGINT,
+            reason TEXT)""",
+        """CREATE TABLE lead_alerts (
+            alert_id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            lead_id TEXT NOT NULL,
+            sla TEXT,
+            reason TEXT,
+            level INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            owner_id TEXT,
+            team TEXT,
+            started_at BIGINT,
+            due_at BIGINT,
+            detected_at BIGINT NOT NULL,
+            overdue_by_ms BIGINT NOT NULL,
+            resolves_alert_id TEXT)""",
+        """CREATE TABLE leads (
+            lead_id TEXT PRIMARY KEY,
+            stage TEXT NOT NULL,
+            from_stage TEXT,
+            owner_id TEXT,
+            team TEXT,
+            score INTEGER NOT NULL,
+            stage_entered_at BIGINT NOT NULL,
+            updated_at BIGINT NOT NULL)""",
+        f"""CREATE TABLE dlq_records (
+            dlq_id TEXT PRIMARY KEY,
+            error TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            source_topic TEXT NOT NULL,
+            source_partition INTEGER,
+            source_offset BIGINT,
+            record_key {d.blob},
+            original {d.blob} NOT NULL)""",
+    )
+
+
+def _v2_indexes(d: Dialect) -> Sequence[str]:
+    return (
+        "CREATE INDEX lead_transitions_by_lead ON lead_transitions (lead_id, occurred_at)",
+        "CREATE INDEX lead_alerts_by_lead ON lead_alerts (lead_id, sla, started_at)",
+        "CREATE INDEX leads_by_stage ON leads (stage, team)",
+    )
+
+
+#: Ordered; the sink applies every step above the stored ``schema_version``, each in a transaction.
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "tables: lead_transitions, lead_alerts, leads, dlq_records", _v1_tables),
+    Migration(2, "indexes for per-lead and per-stage reads", _v2_indexes),
+)
+
+TRANSITION_COLUMNS: Final = (
+    "transition_id", "lead_id", "from_stage", "to_stage", "trigger_event_id", "trigger_event_type",
+    "occurred_at", "owner_id", "team", "score", "skipped_stages", "time_in_previous_stage_ms", "reason",
+)
+ALERT_COLUMNS: Final = (
+    "alert_id", "type", "lead_id", "sla", "reason", "level", "stage", "owner_id", "team", "started_at",
+    "due_at", "detected_at", "overdue_by_ms", "resolves_alert_id",
+)
+LEAD_COLUMNS: Final = (
+    "lead_id", "stage", "from_stage", "owner_id", "team", "score", "stage_entered_at", "updated_at",
+)
+DLQ_COLUMNS: Final = (
+    "dlq_id", "error", "detail", "source_topic", "source_partition", "source_offset", "record_key", "original",
+)
+
+
+def _insert_ignoring(table: str, columns: Sequence[str], key: str, ph: str) -> str:
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join([ph] * len(columns))}) "
+        f"ON CONFLICT ({key}) DO NOTHING"
+    )
+
+
+def _upsert_lead(ph: str) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in LEAD_COLUMNS[1:])
+    return (
+        f"INSERT INTO leads ({', '.join(LEAD_COLUMNS)}) VALUES ({', '.join([ph] * len(LEAD_COLUMNS))}) "
+        f"ON CONFLICT (lead_id) DO UPDATE SET {updates} "
+        "WHERE excluded.updated_at > leads.updated_at "
+        "OR (excluded.updated_at = leads.updated_at AND excluded.from_stage = leads.stage)"
+    )
+
+
+def transition_row(r: LifecycleRecord) -> tuple[Any, ...]:
+    return (r.transition_id, r.lead_id, r.from_stage, r.to_stage, r.trigger_event_id, r.trigger_event_type,
+            r.occurred_at, r.owner_id, r.team, r.score, ",".join(r.skipped_stages),
+            r.time_in_previous_stage_ms, r.reason)
+
+
+def alert_row(r: AlertRecord) -> tuple[Any, ...]:
+    return (r.alert_id, r.type, r.lead_id, r.sla, r.reason, r.level, r.stage, r.owner_id, r.team,
+            r.started_at, r.due_at, r.detected_at, r.overdue_by_ms, r.resolves_alert_id)
+
+
+def lead_row(r: LifecycleRecord) -> tuple[Any, ...]:
+    return (r.lead_id, r.to_stage, r.from_stage, r.owner_id, r.team, r.score, r.occurred_at, r.occurred_at)
+
+
+def dlq_row(r: DlqRecord) -> tuple[Any, ...]:
+    return (record_id(r), r.error, r.detail, r.source_topic, r.source_partition, r.source_offset, r.key,
+            r.original)
+
+
+def transition_from_row(row: Sequence[Any]) -> LifecycleRecord:
+    values = dict(zip(TRANSITION_COLUMNS, row))
+    skipped = values["skipped_stages"]
+    values["skipped_stages"] = tuple(skipped.split(",")) if skipped else ()
+    return LifecycleRecord(**values)
+
+
+def alert_from_row(row: Sequence[Any]) -> AlertRecord:
+    return AlertRecord(**dict(zip(ALERT_COLUMNS, row)))
+
+
+def dlq_from_row(row: Sequence[Any]) -> DlqRecord:
+    v = dict(zip(DLQ_COLUMNS, row))
+    key = v["record_key"]
+    return DlqRecord(error=v["error"], detail=v["detail"], source_topic=v["source_topic"],
+                     source_partition=v["source_partition"], source_offset=v["source_offset"],
+                     key=bytes(key) if key is not None else None, original=bytes(v["original"]))
+
+
+def _dialect_of(url: str) -> Dialect:
+    if url.startswith("sqlite:///"):
+        return SQLITE
+    if url.startswith(("postgresql://", "postgres://")):
+        return POSTGRESQL
+    raise SinkError(f"unsupported SQL URL {_redact(url)!r}: use sqlite:///PATH or postgresql://...")
+
+
+def _redact(url: str) -> str:
+    """The URL without a password (``user:secret@`` -> ``user:***@``)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.partition("@")
+    if at and ":" in userinfo:
+        return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+def connect(url: str) -> tuple[Dialect, Any]:
+    """A DB-API connection for ``url`` (autocommit off; the caller commits)."""
+    dialect = _dialect_of(url)
+    try:
+        if dialect is SQLITE:
+            conn = sqlite3.connect(url.removeprefix("sqlite:///"), check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return dialect, conn
+        import psycopg
+
+        return dialect, psycopg.connect(url)
+    except Exception as exc:
+        raise SinkError(f"cannot connect to {_redact(url)}: {exc}") from exc
+
+
+def schema_version(conn: Any, dialect: Dialect) -> int:
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    cur.execute("SELECT MAX(version) FROM schema_version")
+    (version,) = cur.fetchone()
+    conn.commit()
+    return int(version or 0)
+
+
+def migrate(conn: Any, dialect: Dialect, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Apply every migration above the stored version, each in its own transaction; return the
+    version reached. Safe to call on every start (a no-op when up to date)."""
+    current = schema_version(conn, dialect)
+    for step in sorted(migrations, key=lambda m: m.version):
+        if step.version <= current:
+            continue
+        cur = conn.cursor()
+        try:
+            for statement in step.statements(dialect):
+                cur.execute(statement)
+            cur.execute(f"INSERT INTO schema_version (version) VALUES ({dialect.placeholder})", (step.version,))
+            conn.commit()
+        except Exception as exc:
+            conn.rollback()
+            raise SinkError(f"migration {step.version} ({step.description}) failed: {exc}") from exc
+        current = step.version
+    return current
+
+
+class SqlSink(Sink):
+    """Batched, idempotent writes of every record type; see the module docstring for the tables."""
+
+    def __init__(self, url: str = "sqlite:///leadflow.db", *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.url = url
+        self.batch_size = batch_size
+        self.dialect, self._conn = connect(url)
+        self.version = migrate(self._conn, self.dialect, migrations)
+        ph = self.dialect.placeholder
+        self._sql_transition = _insert_ignoring("lead_transitions", TRANSITION_COLUMNS, "transition_id", ph)
+        self._sql_alert = _insert_ignoring("lead_alerts", ALERT_COLUMNS, "alert_id", ph)
+        self._sql_dlq = _insert_ignoring("dlq_records", DLQ_COLUMNS, "dlq_id", ph)
+        self._sql_lead = _upsert_lead(ph)
+        self._buffer: list[Record] = []
+        self.closed = False
+
+    def add(self, record: Record) -> None:
+        if self.closed:
+            raise SinkClosed("add on a closed SqlSink")
+        self._buffer.append(record)
+        if len(self._buffer) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.closed:
+            raise SinkClosed("flush on a closed SqlSink")
+        if not self._buffer:
+            return
+        transitions = [r for r in self._buffer if isinstance(r, LifecycleRecord)]
+        alerts = [alert_row(r) for r in self._buffer if isinstance(r, AlertRecord)]
+        dlq = [dlq_row(r) for r in self._buffer if isinstance(r, DlqRecord)]
+        cur = self._conn.cursor()
+        try:
+            if transitions:
+                cur.executemany(self._sql_transition, [transition_row(r) for r in transitions])
+                # in occurred_at order, so the guarded upsert sees each lead's records in time order
+                ordered = sorted(transitions, key=lambda r: r.occurred_at)
+                cur.executemany(self._sql_lead, [lead_row(r) for r in ordered])
+            if alerts:
+                cur.executemany(self._sql_alert, alerts)
+            if dlq:
+                cur.executemany(self._sql_dlq, dlq)
+            self._conn.commit()
+        except Exception as exc:
+            self._conn.rollback()
+            raise SinkError(f"writing {len(self._buffer)} records to {_redact(self.url)} failed: {exc}") from exc
+        self._buffer.clear()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            self._conn.close()
+
+    # -- reading back (reports, tests) ---------------------------------------------------------
+    def _select(self, sql: str) -> Iterator[Sequence[Any]]:
+        cur = self._conn.cursor()
+        cur.execute(sql)
+        yield from cur.fetchall()
+        self._conn.commit()
+
+    def transitions(self) -> list[LifecycleRecord]:
+        return [transition_from_row(r) for r in self._select(
+            f"SELECT {', '.join(TRANSITION_COLUMNS)} FROM lead_transitions ORDER BY occurred_at, transition_id")]
+
+    def alerts(self) -> list[AlertRecord]:
+        return [alert_from_row(r) for r in self._select(
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM lead_alerts ORDER BY detected_at, alert_id")]
+
+    def dlq_records(self) -> list[DlqRecord]:
+        return [dlq_from_row(r) for r in self._select(
+            f"SELECT {', '.join(DLQ_COLUMNS)} FROM dlq_records ORDER BY dlq_id")]
+
+    def leads(self) -> dict[str, dict[str, Any]]:
+        return {row[0]: dict(zip(LEAD_COLUMNS, row)) for row in self._select(
+            f"SELECT {', '.join(LEAD_COLUMNS)} FROM leads ORDER BY lead_id")}
+
+    def count(self, table: str) -> int:
+        if table not in ("lead_transitions", "lead_alerts", "leads", "dlq_records"):
+            raise ValueError(f"unknown table {table!r}")
+        return int(next(iter(self._select(f"SELECT COUNT(*) FROM {table}")))[0])
+
+    def __repr__(self) -> str:
+        return f"SqlSink({_redact(self.url)!r}, batch_size={self.batch_size}, version={self.version})"
