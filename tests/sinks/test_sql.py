@@ -1,0 +1,134 @@
+"""SqlSink beyond the contract: every record type, the ``leads`` current-state table, migrations,
+idempotent re-adds (row counts), batching — on SQLite and on PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sinks.base import SinkError
+from sinks.sql import MIGRATIONS, SqlSink, connect, migrate, schema_version
+from tests.sinks.sample_records import DAY, HOUR, T0, make_alert, make_dlq, make_transition
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sink.db'}"
+    else:
+        yield request.getfixturevalue("postgres_url")
+
+
+def journey(lead: str = "L1") -> list:
+    """new -> mql (same millisecond, one hand-raiser form) -> sal -> recycled."""
+    return [
+        make_transition(lead, None, "new", at=T0, time_in_previous=None),
+        make_transition(lead, "new", "mql", at=T0, owner_id="rep-1", team="emea", score=0),
+        make_transition(lead, "mql", "sal", at=T0 + HOUR, owner_id="rep-1", team="emea", time_in_previous=HOUR,
+                        event_type="sales_touch"),
+        make_transition(lead, "sal", "recycled", at=T0 + 3 * DAY, owner_id="rep-1", team="emea",
+                        time_in_previous=3 * DAY - HOUR, event_type="sales_disposition", reason="no_budget", score=0),
+    ]
+
+
+def test_migrates_an_empty_database_to_the_latest_version(sql_url: str) -> None:
+    with SqlSink(sql_url) as sink:
+        assert sink.version == MIGRATIONS[-1].version
+        for table in ("lead_transitions", "lead_alerts", "leads", "dlq_records"):
+            assert sink.count(table) == 0
+    with SqlSink(sql_url) as again:  # re-opening an up-to-date database applies nothing
+        assert again.version == MIGRATIONS[-1].version
+    dialect, conn = connect(sql_url)
+    cur = conn.cursor()
+    cur.execute("SELECT version FROM schema_version ORDER BY version")
+    assert [v for (v,) in cur.fetchall()] == [m.version for m in MIGRATIONS]
+    conn.close()
+
+
+def test_migrates_from_an_older_version_keeping_rows(sql_url: str) -> None:
+    with SqlSink(sql_url, migrations=MIGRATIONS[:1]) as old:
+        assert old.version == 1
+        old.add(make_transition())
+    dialect, conn = connect(sql_url)
+    assert schema_version(conn, dialect) == 1
+    assert migrate(conn, dialect) == MIGRATIONS[-1].version
+    conn.close()
+    with SqlSink(sql_url) as sink:
+        assert sink.count("lead_transitions") == 1
+
+
+def test_round_trips_every_record_type(sql_url: str) -> None:
+    transitions = journey()
+    alert = make_alert(reason=None)
+    resolved = make_alert(type_="sla_resolved", resolves=alert.alert_id, alert_id="al-resolved")
+    dlq = make_dlq()
+    no_key = make_dlq(2, original=b"\x00\xff binary", error="unknown_schema_id")
+    with SqlSink(sql_url) as sink:
+        for r in (*transitions, alert, resolved, dlq, no_key):
+            sink.add(r)
+        sink.flush()
+        assert sorted(sink.transitions(), key=lambda r: r.transition_id) == sorted(transitions, key=lambda r: r.transition_id)
+        assert sorted(sink.alerts(), key=lambda a: a.alert_id) == sorted([alert, resolved], key=lambda a: a.alert_id)
+        assert sorted(sink.dlq_records(), key=lambda d: d.source_offset or 0) == [dlq, no_key]
+
+
+def test_leads_table_holds_the_latest_state_and_re_adds_never_move_a_lead_back(sql_url: str) -> None:
+    records = journey("L1") + journey("L2")[:3]
+    with SqlSink(sql_url, batch_size=3) as sink:
+        for r in records:
+            sink.add(r)
+        sink.flush()
+        for r in reversed(records):  # a replay of everything, newest first
+            sink.add(r)
+        sink.flush()
+        sink.add(records[0])  # the "new" record, same millisecond as "mql"
+        sink.add(records[1])
+        sink.flush()
+        leads = sink.leads()
+        assert sink.count("lead_transitions") == len(records)
+        assert sink.count("leads") == 2
+    assert leads["L1"] == {"lead_id": "L1", "stage": "recycled", "from_stage": "sal", "owner_id": "rep-1",
+                           "team": "emea", "score": 0, "stage_entered_at": T0 + 3 * DAY, "updated_at": T0 + 3 * DAY}
+    assert leads["L2"]["stage"] == "sal"
+    assert leads["L2"]["stage_entered_at"] == T0 + HOUR
+
+
+def test_same_millisecond_records_chain_in_one_batch_and_across_batches(sql_url: str) -> None:
+    new, mql = journey()[:2]
+    with SqlSink(sql_url, batch_size=1) as sink:  # every add is its own transaction
+        sink.add(new)
+        sink.add(mql)
+        assert sink.leads()["L1"]["stage"] == "mql"
+        sink.add(new)
+        assert sink.leads()["L1"]["stage"] == "mql"
+
+
+def test_auto_flushes_at_batch_size(sql_url: str) -> None:
+    with SqlSink(sql_url, batch_size=3) as sink:
+        for i in range(7):
+            sink.add(make_transition(f"L{i}", at=T0 + i))
+        assert sink.count("lead_transitions") == 6  # two full batches written, one record buffered
+        sink.flush()
+        assert sink.count("lead_transitions") == 7
+
+
+def test_failed_batch_rolls_back_keeps_the_records_and_raises_sink_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'sink.db'}"
+    sink = SqlSink(url)
+    sink.add(make_transition("ok"))
+    sink.add(make_transition("bad", score=None))  # type: ignore[arg-type]  # NOT NULL violated
+    with pytest.raises(SinkError, match="writing 2 records"):
+        sink.flush()
+    assert sink.count("lead_transitions") == 0  # nothing of the batch was committed
+    with pytest.raises(SinkError):  # still pending: close says so instead of dropping them
+        sink.close()
+
+
+def test_unsupported_url_is_refused() -> None:
+    with pytest.raises(SinkError, match="unsupported SQL URL"):
+        SqlSink("mysql://root:hunter2@localhost/x")
+    with pytest.raises(SinkError) as info:
+        SqlSink("mysql://root:hunter2@localhost/x")
+    assert "hunter2" not in str(info.value)
