@@ -1,0 +1,151 @@
+"""The ``leadflow`` command line.
+
+Exit status: 0 on success, 2 on bad usage or a bad policy, 1 on any other failure; every failure
+prints one line on standard error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lifecycle.errors import ConfigError, LeadflowError, PolicyError
+from lifecycle.policy import Policy, load_policy
+from schemas.wire import parse_time
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _policy(path: str | None) -> Policy:
+    return load_policy(path) if path else Policy()
+
+
+def _time(value: str | None, option: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_time(value)
+    except ValueError:
+        raise click.BadParameter(f"not an RFC 3339 time with offset: {value!r}", param_hint=option)
+
+
+policy_option = click.option(
+    "--policy", "policy_path", metavar="P", type=click.Path(dir_okay=False), help="Policy TOML file."
+)
+broker_option = click.option(
+    "--broker", metavar="URL", help="Kafka bootstrap (host:port); default $LEADFLOW_BROKER, else embedded."
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="leadflow")
+def cli() -> None:
+    """leadflow: the neutral referee between marketing and sales."""
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@policy_option
+@click.option("--out", "out_dir", default="./leadflow-out", show_default=True, type=click.Path(file_okay=False))
+@click.option("--until", metavar="TIME", help="Move the clock to TIME (RFC 3339) after the last event.")
+@click.option("--show/--no-show", default=None, help="Print every stage change and alert (default: small inputs).")
+def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until: str | None, show: bool | None) -> None:
+    """Run the engine over JSON-lines event files (- is standard input) with the event-time clock."""
+    from leadflow import replay_view
+
+    until_ms = _time(until, "--until")
+    for name in files:
+        if name != "-" and not os.path.isfile(name):
+            raise click.BadParameter(f"no such file: {name}", param_hint="FILE")
+    policy = _policy(policy_path)
+    replay_view.run(files, Path(out_dir), policy, until_ms, show)
+
+
+@cli.command()
+@broker_option
+@policy_option
+@click.option("--web-port", type=int, default=6066, show_default=True, help="HTTP port (lead lookup, health, metrics).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where table state lives.")
+def worker(broker: str | None, policy_path: str | None, web_port: int, data_dir: str | None) -> None:
+    """The live stream processor; one of many in a consumer group."""
+    from streams import worker as worker_module
+
+    policy = _policy(policy_path)
+    worker_module.run(broker=broker, policy=policy, policy_path=policy_path, web_port=web_port, data_dir=data_dir)
+
+
+@cli.command()
+@broker_option
+@policy_option
+@click.option("--duration", type=float, default=90.0, show_default=True, help="Seconds of traffic before the summary.")
+@click.option("--rate", type=float, default=40.0, show_default=True, help="Events per second from the generator.")
+def demo(broker: str | None, policy_path: str | None, duration: float, rate: float) -> None:
+    """Embedded broker + worker + realistic traffic, with the funnel and alerts live."""
+    from streams import demo as demo_module
+
+    demo_module.run(broker=broker, policy_path=policy_path, duration=duration, rate=rate)
+
+
+@cli.command()
+@click.argument("file", metavar="FILE")
+@broker_option
+def produce(file: str, broker: str | None) -> None:
+    """Publish JSON-lines events to their input topics."""
+    from streams import produce as produce_module
+
+    if file != "-" and not os.path.isfile(file):
+        raise click.BadParameter(f"no such file: {file}", param_hint="FILE")
+    produce_module.run(file, broker=broker)
+
+
+@cli.command()
+@click.argument("source", default="./leadflow-out", metavar="SOURCE")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write an HTML page with charts.")
+def report(source: str, fmt: str, html_path: str | None) -> None:
+    """Funnel, time in stage and SLA compliance from replay output (a directory), a SQL URL or kafka://host:port."""
+    from sinks import report as report_module
+
+    code = report_module.report_command(source, fmt, html_path)
+    if code:
+        sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Console-script entry point: one line on stderr and a precise exit status for every failure."""
+    prog = "leadflow"
+    try:
+        return cli.main(args=argv, prog_name=prog, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except click.exceptions.Abort:
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(EXIT_FAILURE)
+    except click.UsageError as error:
+        command = error.ctx.command_path if error.ctx is not None else prog
+        click.echo(f"{command}: {error.format_message()} (see {command} --help)", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as error:
+        click.echo(f"{prog}: {error.format_message()}", err=True)
+        sys.exit(EXIT_FAILURE)
+    except (PolicyError, ConfigError) as error:
+        click.echo(f"{prog}: {error}", err=True)
+        sys.exit(EXIT_USAGE)
+    except LeadflowError as error:
+        click.echo(f"{prog}: {error}", err=True)
+        sys.exit(EXIT_FAILURE)
+    except KeyboardInterrupt:
+        click.echo(f"{prog}: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(EXIT_FAILURE)
+    except Exception as error:  # noqa: BLE001 - the last line of defence: one line, status 1
+        if os.environ.get("LEADFLOW_DEBUG"):
+            raise
+        click.echo(f"{prog}: {type(error).__name__}: {error} (LEADFLOW_DEBUG=1 shows the traceback)", err=True)
+        sys.exit(EXIT_FAILURE)

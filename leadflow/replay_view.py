@@ -1,0 +1,111 @@
+"""What ``leadflow replay`` shows a person: a progress bar on large inputs, the records as they happen
+on small ones, and a one-screen summary at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from leadflow.replay import OUTPUT_FILES, Source, replay
+from lifecycle.policy import Policy
+from lifecycle.processor import Tally
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
+from lifecycle.stages import Stage
+from schemas.wire import format_time
+
+#: Inputs above this size get a progress bar; below it, every record is shown when ``--show`` is unset.
+LARGE_INPUT_BYTES = 4 * 1024 * 1024
+SHOW_LIMIT_BYTES = 256 * 1024
+_ALERT_STYLE = {"sla_warning": "yellow", "follow_up_overdue": "red", "handoff_broken": "magenta", "sla_resolved": "green"}
+
+
+def describe(record: Record) -> str:
+    """One line of rich markup for a record."""
+    if isinstance(record, LifecycleRecord):
+        source = record.from_stage or "∅"
+        skipped = f" [dim](skipped {', '.join(record.skipped_stages)})[/]" if record.skipped_stages else ""
+        return (
+            f"{format_time(record.occurred_at)}  [cyan]{record.lead_id}[/] {source} → [bold]{record.to_stage}[/]"
+            f"  [dim]{record.trigger_event_type}[/]{skipped}"
+        )
+    if isinstance(record, AlertRecord):
+        style = _ALERT_STYLE.get(record.type, "white")
+        what = record.sla or ""
+        if record.reason:
+            what += f" ({record.reason})" if what else record.reason
+        level = f" L{record.level}" if record.type == "follow_up_overdue" else ""
+        owner = f" owner {record.owner_id}" if record.owner_id else ""
+        return (
+            f"{format_time(record.detected_at)}  [cyan]{record.lead_id}[/] [{style}]{record.type}{level}[/] {what}{owner}"
+        )
+    assert isinstance(record, DlqRecord)
+    return f"[red]DLQ[/] {record.source_topic}:{record.source_offset} {record.error}: {record.detail}"
+
+
+def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, show: bool | None) -> Tally:
+    console = Console(stderr=True, highlight=False)
+    sources = [Source(name) for name in files]
+    sizes = [s.size() for s in sources]
+    known = None if any(size is None for size in sizes) else sum(s for s in sizes if s is not None)
+    if show is None:
+        show = known is not None and known <= SHOW_LIMIT_BYTES
+    out = Console(highlight=False)
+    on_record = (lambda r: out.print(describe(r))) if show else None
+
+    use_bar = console.is_terminal and (known is None or known >= LARGE_INPUT_BYTES)
+    if use_bar:
+        progress = Progress(
+            TextColumn("[bold]replay"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task("replay", total=known)
+            tally = replay(sources, out_dir, policy, until, lambda n: progress.advance(task, n), on_record)
+    else:
+        tally = replay(sources, out_dir, policy, until, None, on_record)
+    out.print(summary(tally, out_dir))
+    return tally
+
+
+def stage_counts(out_dir: Path) -> dict[str, int]:
+    """Leads per current stage, read back from the lifecycle file just written."""
+    import json
+
+    latest: dict[str, str] = {}
+    with open(out_dir / "lifecycle.jsonl", "rb") as lines:
+        for line in lines:
+            record = json.loads(line)
+            latest[record["lead_id"]] = record["to_stage"]
+    counts = dict.fromkeys((s.value for s in Stage), 0)
+    for stage in latest.values():
+        counts[stage] += 1
+    return counts
+
+
+def summary(tally: Tally, out_dir: Path) -> Table:
+    table = Table(title="leadflow replay", show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_row("events read", f"{tally.read:,}")
+    table.add_row("  applied", f"{tally.applied:,}")
+    table.add_row("  duplicates", f"{tally.duplicates:,}")
+    table.add_row("  dead-lettered", f"{tally.dead_lettered:,}")
+    for code, count in sorted(tally.dlq_errors.items()):
+        table.add_row(f"    {code}", f"{count:,}")
+    table.add_row("stage changes", f"{tally.transitions:,}")
+    counts = stage_counts(out_dir)
+    table.add_row("leads by stage", " ".join(f"{stage} {n:,}" for stage, n in counts.items() if n))
+    table.add_row("alerts", f"{sum(tally.alerts.values()):,}")
+    for kind, count in sorted(tally.alerts.items()):
+        table.add_row(f"  {kind}", f"{count:,}")
+    table.add_row("written to", ", ".join(str(out_dir / name) for name in OUTPUT_FILES))
+    return table

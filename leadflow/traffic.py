@@ -1,0 +1,171 @@
+"""Realistic, seeded lead traffic: journeys of marketing and sales events, merged in time order.
+
+Used by the bundled sample, the benchmark and ``leadflow demo``. Each lead gets a journey drawn from
+weighted paths (nurtured, hand-raisers, slow reps, ping-pong, rejects, deals); a few messages are
+duplicated or malformed on purpose, because real sources send both.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from schemas.wire import format_time
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+
+TEAMS = {"na": "na-rep", "emea": "emea-rep", "apac": "apac-rep"}
+SOURCES = {
+    "form_fill": "marketo",
+    "email_engagement": "sendgrid",
+    "sales_touch": "outreach",
+    "lead_assigned": "salesforce",
+    "sales_disposition": "salesforce",
+    "deal_stage_change": "salesforce",
+}
+BAD_MESSAGES = (
+    b'{"event_id": "broken", "event_type": "form_fill", "lead_id": ',
+    b'{"event_id": "x-1", "event_type": "form_fill", "occurred_at": "2026-03-02T10:00:00Z", "form_type": "webinar"}',
+    b'{"event_id": "x-2", "event_type": "fax_received", "lead_id": "L-x", "occurred_at": "2026-03-02T10:00:00Z"}',
+    b'{"event_id": "x-3", "event_type": "email_engagement", "lead_id": "L-x", "occurred_at": "last tuesday", "action": "open"}',
+    b"\xff\xfe not utf-8 at all",
+)
+
+
+@dataclass(frozen=True)
+class TrafficShape:
+    """Knobs of the generator; ``time_scale`` < 1 compresses every gap (the demo uses it)."""
+
+    reps_per_team: int = 6
+    slow_rep_share: float = 0.25  # reps who take a day to make the first touch
+    duplicate_share: float = 0.01
+    bad_share: float = 0.002
+    time_scale: float = 1.0
+
+
+class _Journey:
+    """One lead's events, as (offset ms from the lead's start, event fields)."""
+
+    def __init__(self, rng: random.Random, lead_id: str, shape: TrafficShape, slow_reps: set[str]) -> None:
+        self.rng = rng
+        self.lead_id = lead_id
+        self.shape = shape
+        self.slow_reps = slow_reps
+        self.t = 0
+        self.events: list[tuple[int, dict]] = []
+        self.n = 0
+
+    def wait(self, low: int, high: int) -> None:
+        self.t += int(self.rng.uniform(low, high) * self.shape.time_scale)
+
+    def emit(self, event_type: str, **fields: object) -> None:
+        self.n += 1
+        body = {"event_id": f"{self.lead_id}-{self.n}", "event_type": event_type, "lead_id": self.lead_id}
+        body.update({k: v for k, v in fields.items() if v is not None})
+        body["source"] = SOURCES[event_type]
+        self.events.append((self.t, body))
+
+    def build(self) -> list[tuple[int, dict]]:
+        rng = self.rng
+        for _ in range(rng.randint(0, 3)):
+            self.emit("email_engagement", action="delivered", campaign_id=f"c{rng.randint(1, 20)}")
+            self.wait(5 * MINUTE, 2 * DAY)
+            if rng.random() < 0.6:
+                self.emit("email_engagement", action=rng.choice(["open", "open", "click", "reply"]), campaign_id="c1")
+                self.wait(MINUTE, DAY)
+        path = rng.random()
+        if path < 0.35:  # stays in marketing: a few content downloads
+            for _ in range(rng.randint(1, 2)):
+                self.emit("form_fill", form_type=rng.choice(["content_download", "webinar"]), form_id="f7")
+                self.wait(HOUR, 3 * DAY)
+            return self.events
+        self.emit("form_fill", form_type=rng.choice(["demo_request", "contact_us", "pricing"]), form_id="f1")
+        team = rng.choice(list(TEAMS))
+        reps = [f"{TEAMS[team]}-{i}" for i in range(1, self.shape.reps_per_team + 1)]
+        if rng.random() < 0.08:  # nobody assigns it in time
+            self.wait(20 * MINUTE, 3 * HOUR)
+        else:
+            self.wait(MINUTE, 12 * MINUTE)
+        owner = rng.choice(reps)
+        self.emit("lead_assigned", owner_id=owner, team=team)
+        if rng.random() < 0.05:  # ping-pong between reps
+            for other in rng.sample([r for r in reps if r != owner], 2):
+                self.wait(10 * MINUTE, HOUR)
+                self.emit("lead_assigned", owner_id=other, team=team)
+                owner = other
+        if owner in self.slow_reps:
+            self.wait(6 * HOUR, 2 * DAY)
+        else:
+            self.wait(10 * MINUTE, 3 * HOUR)
+        self.emit("sales_touch", rep_id=owner, channel=rng.choice(["call", "email", "meeting"]), outcome="connected")
+        self.wait(HOUR, 4 * DAY)
+        decision = rng.random()
+        if decision < 0.2:
+            reason = rng.choice(["no budget", "bad timing", None])
+            self.emit("sales_disposition", decision="reject", reason=reason, rep_id=owner)
+            self.wait(DAY, 10 * DAY)
+            if rng.random() < 0.6:
+                self.emit("email_engagement", action="click", campaign_id="nurture-1")
+            return self.events
+        if decision < 0.3:
+            self.emit("sales_disposition", decision="disqualify", reason=rng.choice(["student", "competitor"]), rep_id=owner)
+            return self.events
+        self.emit("sales_disposition", decision="qualify", rep_id=owner)
+        self.wait(DAY, 12 * DAY)
+        if rng.random() < 0.7:
+            self.emit("deal_stage_change", deal_id=f"D-{self.lead_id}", stage="created", amount=rng.choice([5000, 12000, 40000]))
+            self.wait(2 * DAY, 20 * DAY)
+            self.emit("deal_stage_change", deal_id=f"D-{self.lead_id}", stage=rng.choice(["closed_won", "closed_lost"]))
+        return self.events
+
+
+def journeys(leads: int, seed: int = 7, start: int = 1772442000000, span: int = 30 * DAY,
+             shape: TrafficShape = TrafficShape(), first_lead: int = 1) -> Iterator[tuple[int, dict]]:
+    """``(occurred_at ms, event dict without occurred_at)`` for ``leads`` leads, in time order."""
+    rng = random.Random(seed)
+    slow_reps = {
+        f"{prefix}-{i}"
+        for prefix in TEAMS.values()
+        for i in range(1, shape.reps_per_team + 1)
+        if rng.random() < shape.slow_rep_share
+    }
+    starts = sorted(start + int(rng.random() * span * shape.time_scale) for _ in range(leads))
+    heap: list[tuple[int, int, int, list[tuple[int, dict]]]] = []
+    index = 0
+    seq = 0
+    while index < len(starts) or heap:
+        if index < len(starts) and (not heap or starts[index] <= heap[0][0]):
+            lead_start = starts[index]
+            lead_id = f"L-{first_lead + index:06d}"
+            events = _Journey(random.Random(f"{seed}/{lead_id}"), lead_id, shape, slow_reps).build()
+            index += 1
+            if events:
+                events.reverse()
+                offset, _ = events[-1]
+                heapq.heappush(heap, (lead_start + offset, seq, lead_start, events))
+                seq += 1
+            continue
+        at, _, lead_start, events = heapq.heappop(heap)
+        _, body = events.pop()
+        yield at, body
+        if events:
+            heapq.heappush(heap, (lead_start + events[-1][0], seq, lead_start, events))
+            seq += 1
+
+
+def json_lines(leads: int, seed: int = 7, shape: TrafficShape = TrafficShape(), **kwargs) -> Iterator[bytes]:
+    """The traffic as JSON lines (no newline), with a share of duplicates and malformed messages."""
+    rng = random.Random(seed + 1)
+    for at, body in journeys(leads, seed, shape=shape, **kwargs):
+        body["occurred_at"] = format_time(at)
+        line = json.dumps(body, separators=(",", ":")).encode()
+        yield line
+        if rng.random() < shape.duplicate_share:
+            yield line
+        if rng.random() < shape.bad_share:
+            yield rng.choice(BAD_MESSAGES)

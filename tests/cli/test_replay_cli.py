@@ -1,0 +1,157 @@
+"""``leadflow replay`` as a user runs it: a subprocess, its exit status, its files and its messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "examples" / "sample-events.jsonl"
+SCRIPT = Path(sys.executable).with_name("leadflow")
+
+
+def leadflow(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leadflow"]
+    return subprocess.run(
+        [*command, *args], input=stdin, capture_output=True, cwd=cwd, timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def test_replay_writes_the_three_files_and_a_summary(tmp_path):
+    done = leadflow("replay", str(SAMPLE), "--out", str(tmp_path), "--no-show")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.jsonl", "dlq.jsonl", "lifecycle.jsonl"]
+    summary = done.stdout.decode()
+    assert "events read" in summary and "dead-lettered" in summary and "stage changes" in summary
+    transitions = lines(tmp_path / "lifecycle.jsonl")
+    assert {t["to_stage"] for t in transitions} >= {"new", "mql", "sal", "sql"}
+    assert all(t["occurred_at"].endswith("Z") for t in transitions)
+
+
+def test_default_output_directory_is_leadflow_out(tmp_path):
+    done = leadflow("replay", str(SAMPLE), "--no-show", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "leadflow-out" / "lifecycle.jsonl").stat().st_size > 0
+
+
+def test_replay_is_byte_for_byte_deterministic(tmp_path):
+    for run in ("a", "b"):
+        assert leadflow("replay", str(SAMPLE), "--out", str(tmp_path / run), "--until", "2026-06-01T00:00:00Z").returncode == 0
+    for name in ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_splitting_the_input_into_files_or_stdin_changes_nothing(tmp_path):
+    data = SAMPLE.read_bytes().splitlines(keepends=True)
+    first, second = tmp_path / "part1.jsonl", tmp_path / "part2.jsonl"
+    first.write_bytes(b"".join(data[:150]))
+    second.write_bytes(b"".join(data[150:]))
+    assert leadflow("replay", str(SAMPLE), "--out", str(tmp_path / "whole")).returncode == 0
+    assert leadflow("replay", str(first), "-", "--out", str(tmp_path / "split"), stdin=second.read_bytes()).returncode == 0
+    for name in ("lifecycle.jsonl", "alerts.jsonl"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "split" / name).read_bytes()
+    whole = [(d["error"], d["original"]) for d in lines(tmp_path / "whole" / "dlq.jsonl")]
+    split = [(d["error"], d["original"]) for d in lines(tmp_path / "split" / "dlq.jsonl")]
+    assert whole == split and whole
+
+
+def test_until_moves_the_clock_so_due_timers_fire(tmp_path):
+    event = b'{"event_id":"e1","event_type":"form_fill","lead_id":"L1","occurred_at":"2026-03-02T10:00:00Z","form_type":"demo_request"}\n'
+    assert leadflow("replay", "-", "--out", str(tmp_path / "stop"), stdin=event).returncode == 0
+    assert lines(tmp_path / "stop" / "alerts.jsonl") == []  # the clock stops at the last event
+    assert leadflow("replay", "-", "--out", str(tmp_path / "later"), "--until", "2026-03-02T10:15:00Z", stdin=event).returncode == 0
+    (alert,) = lines(tmp_path / "later" / "alerts.jsonl")
+    assert (alert["type"], alert["reason"], alert["due_at"]) == ("handoff_broken", "unassigned", "2026-03-02T10:15:00.000Z")
+
+
+def test_bad_lines_go_to_the_dlq_with_code_source_and_original_bytes(tmp_path):
+    data = b'{"event_id":"e1","event_type":"form_fill","lead_id":"L1","occurred_at":"2026-03-02T10:00:00Z","form_type":"webinar"}\n{not json\n'
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(data)
+    done = leadflow("replay", str(path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 0
+    (dead,) = lines(tmp_path / "out" / "dlq.jsonl")
+    assert dead["error"] == "invalid_json"
+    assert dead["source_topic"] == str(path) and dead["source_offset"] == 2
+    import base64
+
+    assert base64.b64decode(dead["original"]) == b"{not json"
+
+
+def test_every_input_is_accounted_for_in_the_summary(tmp_path):
+    done = leadflow("replay", str(SAMPLE), "--out", str(tmp_path), "--no-show")
+    figures = {}
+    for row in done.stdout.decode().splitlines():
+        parts = row.split()
+        if len(parts) >= 2 and parts[-1].replace(",", "").isdigit():
+            figures[" ".join(parts[:-1])] = int(parts[-1].replace(",", ""))
+    assert figures["events read"] == figures["applied"] + figures["duplicates"] + figures["dead-lettered"]
+    assert figures["duplicates"] > 0 and figures["dead-lettered"] > 0
+    assert figures["events read"] == len([l for l in SAMPLE.read_bytes().splitlines() if l.strip()])
+
+
+def test_show_prints_stage_changes_and_alerts(tmp_path):
+    done = leadflow("replay", str(SAMPLE), "--out", str(tmp_path), "--show", "--until", "2026-06-01T00:00:00Z")
+    out = done.stdout.decode()
+    assert "→" in out and "follow_up_overdue" in out and "DLQ" in out
+
+
+# -- bad usage and bad policy: exit status 2, one line on stderr -------------------------------
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["replay"], "Missing argument"),
+        (["replay", "no-such-file.jsonl"], "no such file"),
+        (["replay", str(SAMPLE), "--until", "yesterday"], "RFC 3339"),
+        (["replay", str(SAMPLE), "--bogus"], "No such option"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_bad_usage_exits_2_with_one_line(args, needle, tmp_path):
+    done = leadflow(*args, "--out", str(tmp_path)) if args[:1] == ["replay"] and len(args) > 1 else leadflow(*args)
+    assert done.returncode == 2
+    err = done.stderr.decode().strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_bad_policy_exits_2_naming_file_line_and_key(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[scoring]\nmql_threshold = 40\n\n[sla.first_touch]\nwithn = "4h"\n')
+    done = leadflow("replay", str(SAMPLE), "--policy", str(policy), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    err = done.stderr.decode().strip()
+    assert len(err.splitlines()) == 1
+    assert f"{policy}:5" in err and "sla.first_touch.withn" in err
+
+
+def test_missing_policy_file_exits_2(tmp_path):
+    done = leadflow("replay", str(SAMPLE), "--policy", str(tmp_path / "nope.toml"), "--out", str(tmp_path))
+    assert done.returncode == 2 and "nope.toml" in done.stderr.decode()
+
+
+def test_policy_changes_the_outcome(tmp_path):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[sla.assignment]\nwithin = "1m"\n')
+    event = b'{"event_id":"e1","event_type":"form_fill","lead_id":"L1","occurred_at":"2026-03-02T10:00:00Z","form_type":"pricing"}\n'
+    done = leadflow("replay", "-", "--policy", str(policy), "--out", str(tmp_path / "o"), "--until", "2026-03-02T10:01:00Z", stdin=event)
+    assert done.returncode == 0, done.stderr
+    (alert,) = lines(tmp_path / "o" / "alerts.jsonl")
+    assert alert["due_at"] == "2026-03-02T10:01:00.000Z"
+
+
+def test_unwritable_output_is_a_failure_with_status_1(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    done = leadflow("replay", str(SAMPLE), "--out", str(blocker / "sub"))
+    assert done.returncode == 1
+    assert len(done.stderr.decode().strip().splitlines()) == 1
