@@ -1,0 +1,429 @@
+"""Bytes on a Kafka topic <-> typed events and records, with validation into stable DLQ error codes.
+
+Input is one JSON object (UTF-8) or one Avro record in the Confluent wire format per message. Anything
+that cannot become a valid event raises ``EventError(code, detail)``: ``code`` is one of
+``ERROR_CODES`` (stable, machine-readable), ``detail`` names the offending field. The stream turns
+that into a ``DlqRecord`` with ``dlq_record`` and goes on.
+
+``decode_json`` runs for every event, so it is written for speed: one ``json.loads``, direct dict
+access, one hand-written builder per event type, no schema interpretation per event. Unknown extra
+fields are ignored, so producers may add fields before consumers know them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import io
+import json
+import math
+import re
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import fastavro
+
+from lifecycle.errors import EventError
+from lifecycle.events import (
+    DEAL_STAGES,
+    DECISIONS,
+    EMAIL_ACTIONS,
+    EVENT_TYPES,
+    TOUCH_CHANNELS,
+    DealStageChanged,
+    EmailEngaged,
+    FormFilled,
+    LeadAssigned,
+    LeadEvent,
+    SalesDispositioned,
+    SalesTouched,
+)
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, as_dict
+from schemas.wire import format_time, parse_time, record_json
+
+# --- error codes -------------------------------------------------------------------------------------
+
+EMPTY_MESSAGE: Final = "empty_message"
+INVALID_UTF8: Final = "invalid_utf8"
+INVALID_JSON: Final = "invalid_json"
+NOT_AN_OBJECT: Final = "not_an_object"
+MISSING_FIELD: Final = "missing_field"
+INVALID_FIELD: Final = "invalid_field"
+UNKNOWN_EVENT_TYPE: Final = "unknown_event_type"
+INVALID_TIMESTAMP: Final = "invalid_timestamp"
+INVALID_VALUE: Final = "invalid_value"
+UNKNOWN_SCHEMA_ID: Final = "unknown_schema_id"
+INVALID_AVRO: Final = "invalid_avro"
+
+ERROR_CODES: Final[Mapping[str, str]] = {
+    EMPTY_MESSAGE: "the message value is empty (zero bytes, or a tombstone)",
+    INVALID_UTF8: "a JSON message, or an Avro string, is not valid UTF-8",
+    INVALID_JSON: "the value is not one JSON document (syntax error, or nested too deep)",
+    NOT_AN_OBJECT: "the JSON document, or the Avro datum, is not an object/record",
+    MISSING_FIELD: "a required field is absent or null",
+    INVALID_FIELD: "a field has the wrong type, a required string is empty, or an amount is not finite",
+    UNKNOWN_EVENT_TYPE: "event_type is a string but not one of the six event types",
+    INVALID_TIMESTAMP: "occurred_at (JSON) is not an RFC 3339 date-time with an offset, or names no real instant",
+    INVALID_VALUE: "a value outside its enum: email action, touch channel, disposition decision, deal stage",
+    UNKNOWN_SCHEMA_ID: "the Avro schema id is not known to the schema lookup",
+    INVALID_AVRO: "bad magic byte, frame under 5 bytes, or a body that does not decode (truncated, trailing bytes, time out of range)",
+}
+"""Every code an ``EventError`` from this module can carry, with its meaning. Codes never change."""
+
+
+# --- shared validation -------------------------------------------------------------------------------
+
+def _absent_or_wrong(name: str, value: object, expected: str) -> EventError:
+    if value is None:
+        return EventError(MISSING_FIELD, f"{name}: required")
+    return EventError(INVALID_FIELD, f"{name}: expected {expected}, got {_shown(value)}")
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _required(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if type(value) is str and value:
+        return value
+    raise _absent_or_wrong(name, value, "a non-empty string")
+
+
+def _optional(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or type(value) is str:
+        return value
+    raise EventError(INVALID_FIELD, f"{name}: expected a string or null, got {_shown(value)}")
+
+
+def _member(name: str, value: str, allowed: frozenset[str]) -> str:
+    if value in allowed:
+        return value
+    raise EventError(INVALID_VALUE, f"{name}: {_shown(value)} is not one of {', '.join(sorted(allowed))}")
+
+
+def _amount(obj: dict[str, Any]) -> float | None:
+    value = obj.get("amount")
+    kind = type(value)
+    if value is None:
+        return None
+    if kind is float or kind is int:  # never bool: type() is exact
+        try:
+            amount = float(value)
+        except OverflowError:
+            amount = math.inf
+        if math.isfinite(amount):
+            return amount
+    raise EventError(INVALID_FIELD, f"amount: expected a finite number or null, got {_shown(value)}")
+
+
+# One builder per event type: field access written out, so decoding interprets no schema per event.
+
+def _form_fill(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
+    return FormFilled(
+        event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
+        form_type=_required(obj, "form_type"), form_id=_optional(obj, "form_id"),
+    )
+
+
+def _email_engagement(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
+    return EmailEngaged(
+        event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
+        action=_member("action", _required(obj, "action"), EMAIL_ACTIONS),
+        campaign_id=_optional(obj, "campaign_id"),
+    )
+
+
+def _sales_touch(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
+    channel = _optional(obj, "channel")
+    if channel is not None:
+        _member("channel", channel, TOUCH_CHANNELS)
+    return SalesTouched(
+        event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
+        rep_id=_optional(obj, "rep_id"), channel=channel, outcome=_optional(obj, "outcome"),
+    )
+
+
+def _lead_assigned(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
+    return LeadAssigned(
+        event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
+        owner_id=_required(obj, "owner_id"), team=_optional(obj, "team"),
+    )
+
+
+def _sales_disposition(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
+    return SalesDispositioned(
+        event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
+        decision=_member("decision", _required(obj, "decision"), DECISIONS),
+        reason=_optional(obj, "reason"), rep_id=_optional(obj, "rep_id"),
+    )
+
+
+def _deal_stage_change(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
+    return DealStageChanged(
+        event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
+        stage=_member("stage", _required(obj, "stage"), DEAL_STAGES),
+        deal_id=_optional(obj, "deal_id"), amount=_amount(obj),
+    )
+
+
+_Builder = Callable[[dict[str, Any], str, str, int, "str | None"], LeadEvent]
+_BUILDERS: Final[dict[str, _Builder]] = {
+    FormFilled.event_type: _form_fill,
+    EmailEngaged.event_type: _email_engagement,
+    SalesTouched.event_type: _sales_touch,
+    LeadAssigned.event_type: _lead_assigned,
+    SalesDispositioned.event_type: _sales_disposition,
+    DealStageChanged.event_type: _deal_stage_change,
+}
+assert _BUILDERS.keys() == EVENT_TYPES.keys(), "a builder per event type"
+
+
+def _event(obj: object, occurred_at_of: Callable[[object], int]) -> LeadEvent:
+    """The validated event in ``obj`` (a decoded JSON object or Avro datum)."""
+    if type(obj) is not dict:
+        raise EventError(NOT_AN_OBJECT, f"expected an object, got {type(obj).__name__}")
+    event_type = obj.get("event_type")
+    builder = _BUILDERS.get(event_type) if type(event_type) is str else None
+    if builder is None:
+        if type(event_type) is str and event_type:
+            raise EventError(UNKNOWN_EVENT_TYPE, f"event_type: {_shown(event_type)}")
+        raise _absent_or_wrong("event_type", event_type, "a non-empty string")
+    event_id = obj.get("event_id")
+    if type(event_id) is not str or not event_id:
+        raise _absent_or_wrong("event_id", event_id, "a non-empty string")
+    lead_id = obj.get("lead_id")
+    if type(lead_id) is not str or not lead_id:
+        raise _absent_or_wrong("lead_id", lead_id, "a non-empty string")
+    occurred_at = occurred_at_of(obj.get("occurred_at"))
+    source = obj.get("source")
+    if source is not None and type(source) is not str:
+        raise EventError(INVALID_FIELD, f"source: expected a string or null, got {_shown(source)}")
+    return builder(obj, event_id, lead_id, occurred_at, source)
+
+
+# --- JSON --------------------------------------------------------------------------------------------
+
+# RFC 3339 section 5.6 (full-date "T" full-time), "T"/"Z" in either case; fromisoformat alone would
+# also take ISO 8601 forms that are not RFC 3339 (week dates, basic format, missing seconds).
+_RFC3339: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+).fullmatch
+
+
+def _json_occurred_at(value: object) -> int:
+    if type(value) is not str:
+        raise _absent_or_wrong("occurred_at", value, "an RFC 3339 string")
+    if _RFC3339(value) is not None:
+        try:
+            return parse_time(value)
+        except ValueError:
+            try:  # lower-case "t"/"z" are RFC 3339 too, fromisoformat does not take them
+                return parse_time(value.upper())
+            except ValueError:
+                pass
+    raise EventError(INVALID_TIMESTAMP, f"occurred_at: {_shown(value)} is not RFC 3339 with an offset")
+
+
+def decode_json(value: bytes) -> LeadEvent:
+    """One JSON message -> a validated event; ``EventError`` with a code of ``ERROR_CODES`` otherwise."""
+    if not value:
+        raise EventError(EMPTY_MESSAGE, "empty message")
+    try:
+        text = str(value, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise EventError(INVALID_UTF8, f"byte {exc.start}: {exc.reason}") from None
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise EventError(INVALID_JSON, str(exc)) from None
+    except RecursionError:
+        raise EventError(INVALID_JSON, "nested too deep") from None
+    return _event(obj, _json_occurred_at)
+
+
+def _event_dict(event: LeadEvent) -> dict[str, Any]:
+    """The event's fields in schema order: the common ones, then the type's own."""
+    out: dict[str, Any] = {"event_id": event.event_id, "event_type": event.event_type}
+    for field in fields(event):
+        out[field.name] = getattr(event, field.name)
+    return out
+
+
+def encode_event_json(event: LeadEvent) -> bytes:
+    """An event as a producer would send it: ``occurred_at`` as RFC 3339 UTC with milliseconds."""
+    out = _event_dict(event)
+    out["occurred_at"] = format_time(event.occurred_at)
+    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_json(record: Record) -> bytes:
+    """An output record in its JSON wire form (see ``schemas.wire``)."""
+    return record_json(record)
+
+
+# --- Avro --------------------------------------------------------------------------------------------
+
+_MAGIC: Final = 0
+_FRAME: Final = struct.Struct(">BI")
+_SCHEMA_DIR: Final = Path(__file__).parent
+_EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MS: Final = dt.timedelta(milliseconds=1)
+
+ParsedSchema = Any
+"""A schema as ``fastavro.parse_schema`` returns it."""
+
+
+class SchemaLookup(Protocol):
+    """Schema id -> parsed writer schema, or None when the id is unknown. A registry client fits too."""
+
+    def __call__(self, schema_id: int) -> ParsedSchema | None: ...
+
+
+BUNDLED_SCHEMA_IDS: Final[Mapping[str, int]] = {
+    "form_fill": 1,
+    "email_engagement": 2,
+    "sales_touch": 3,
+    "lead_assigned": 4,
+    "sales_disposition": 5,
+    "deal_stage_change": 6,
+    "lifecycle_record": 101,
+    "alert_record": 102,
+    "dlq_record": 103,
+}
+"""Fixed ids of the bundled ``schemas/<name>.avsc`` files: inputs 1-6, outputs 101-103. Stable: a
+message framed with one of these ids must keep decoding."""
+
+_RECORD_SCHEMA: Final[Mapping[type, str]] = {
+    LifecycleRecord: "lifecycle_record",
+    AlertRecord: "alert_record",
+    DlqRecord: "dlq_record",
+}
+
+
+class BundledSchemas:
+    """A ``SchemaLookup`` over the .avsc files shipped in ``schemas/``, with the ids of ``BUNDLED_SCHEMA_IDS``."""
+
+    def __init__(self, directory: Path = _SCHEMA_DIR) -> None:
+        self._by_name: dict[str, ParsedSchema] = {
+            name: fastavro.parse_schema(json.loads((directory / f"{name}.avsc").read_text("utf-8")))
+            for name in BUNDLED_SCHEMA_IDS
+        }
+        self._by_id = {BUNDLED_SCHEMA_IDS[name]: schema for name, schema in self._by_name.items()}
+
+    def __call__(self, schema_id: int) -> ParsedSchema | None:
+        return self._by_id.get(schema_id)
+
+    def schema(self, name: str) -> ParsedSchema:
+        """The parsed schema of ``schemas/<name>.avsc``, e.g. ``schema("form_fill")``."""
+        return self._by_name[name]
+
+    def schema_id(self, name: str) -> int:
+        return BUNDLED_SCHEMA_IDS[name]
+
+
+@functools.cache
+def bundled_schemas() -> BundledSchemas:
+    """The bundled schemas, parsed once per process."""
+    return BundledSchemas()
+
+
+def _avro_occurred_at(value: object) -> int:
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[return-value]
+    if kind is dt.datetime and value.tzinfo is not None:  # type: ignore[union-attr]
+        return (value - _EPOCH) // _MS  # type: ignore[operator]
+    raise _absent_or_wrong("occurred_at", value, "a timestamp-millis long")
+
+
+def decode_avro(value: bytes, lookup: SchemaLookup) -> LeadEvent:
+    """One Confluent-framed Avro message -> a validated event, under the same rules as JSON."""
+    if not value:
+        raise EventError(EMPTY_MESSAGE, "empty message")
+    if len(value) < _FRAME.size:
+        raise EventError(INVALID_AVRO, f"frame of {len(value)} bytes, shorter than magic byte and schema id")
+    magic, schema_id = _FRAME.unpack_from(value)
+    if magic != _MAGIC:
+        raise EventError(INVALID_AVRO, f"magic byte {magic}, expected {_MAGIC}")
+    schema = lookup(schema_id)
+    if schema is None:
+        raise EventError(UNKNOWN_SCHEMA_ID, f"schema id {schema_id}")
+    body = io.BytesIO(value)
+    body.seek(_FRAME.size)
+    try:
+        datum = fastavro.schemaless_reader(body, schema, None)
+    except UnicodeDecodeError as exc:
+        raise EventError(INVALID_UTF8, f"Avro string, schema id {schema_id}: {exc.reason}") from None
+    except Exception as exc:  # fastavro signals a bad body with EOFError, ValueError, IndexError, ...
+        raise EventError(INVALID_AVRO, f"schema id {schema_id}: {type(exc).__name__}: {exc}") from None
+    if body.tell() != len(value):
+        raise EventError(INVALID_AVRO, f"schema id {schema_id}: {len(value) - body.tell()} trailing bytes")
+    return _event(datum, _avro_occurred_at)
+
+
+def decode(value: bytes | None, lookup: SchemaLookup | None = None) -> LeadEvent:
+    """Any input message: Confluent-framed Avro (first byte 0) when a lookup is given, else JSON."""
+    if not value:
+        raise EventError(EMPTY_MESSAGE, "empty message")
+    if value[0] == _MAGIC:
+        if lookup is not None:
+            return decode_avro(value, lookup)
+        raise EventError(INVALID_JSON, "starts with byte 0 (Avro framing?) and no schema lookup is configured")
+    return decode_json(value)
+
+
+def _frame(schema_id: int, schema: ParsedSchema, datum: dict[str, Any]) -> bytes:
+    out = io.BytesIO()
+    out.write(_FRAME.pack(_MAGIC, schema_id))
+    fastavro.schemaless_writer(out, schema, datum)
+    return out.getvalue()
+
+
+def encode_avro(record: Record, schema_id: int, schema: ParsedSchema) -> bytes:
+    """An output record as Confluent-framed Avro under ``schema`` (e.g. ``bundled_schemas().schema("alert_record")``)."""
+    datum = as_dict(record)
+    if isinstance(record, LifecycleRecord):
+        datum["skipped_stages"] = list(record.skipped_stages)
+    return _frame(schema_id, schema, datum)
+
+
+def encode_record_avro(record: Record) -> bytes:
+    """An output record as Confluent-framed Avro under its bundled schema and id."""
+    name = _RECORD_SCHEMA[type(record)]
+    schemas = bundled_schemas()
+    return encode_avro(record, schemas.schema_id(name), schemas.schema(name))
+
+
+def encode_event_avro(event: LeadEvent, schema_id: int | None = None) -> bytes:
+    """An event as Confluent-framed Avro under its bundled schema; ``schema_id`` defaults to the bundled id."""
+    schemas = bundled_schemas()
+    name = event.event_type
+    return _frame(schemas.schema_id(name) if schema_id is None else schema_id, schemas.schema(name), _event_dict(event))
+
+
+# --- dead letters ------------------------------------------------------------------------------------
+
+def dlq_record(
+    value: bytes | None,
+    key: bytes | None,
+    error: EventError,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+) -> DlqRecord:
+    """The dead letter for a message that failed to decode: the original bytes, where they came from, why."""
+    return DlqRecord(
+        error=error.code,
+        detail=error.detail,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key=None if key is None else bytes(key),
+        original=b"" if value is None else bytes(value),
+    )

@@ -1,0 +1,381 @@
+"""The codecs: every DLQ error code from a real malformed message, round trips, schemas vs wire form."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import struct
+from pathlib import Path
+
+import fastavro
+import pytest
+from hypothesis import given, settings
+
+from lifecycle.errors import EventError
+from lifecycle.events import EVENT_TYPES, DealStageChanged, FormFilled, LeadEvent, SalesTouched
+from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record, as_dict
+from schemas.codec import (
+    BUNDLED_SCHEMA_IDS,
+    ERROR_CODES,
+    BundledSchemas,
+    bundled_schemas,
+    decode,
+    decode_avro,
+    decode_json,
+    dlq_record,
+    encode_avro,
+    encode_event_avro,
+    encode_event_json,
+    encode_json,
+    encode_record_avro,
+)
+from schemas.wire import wire_dict
+from tests.strategies import events, output_records, wild_events
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+VALID = {
+    "event_id": "e1",
+    "event_type": "form_fill",
+    "lead_id": "L1",
+    "occurred_at": "2026-03-02T09:00:00.000Z",
+    "form_type": "demo_request",
+}
+
+
+def message(**changes: object) -> bytes:
+    """VALID with fields changed; a value of ``...`` removes the field."""
+    obj = {**VALID, **changes}
+    return json.dumps({k: v for k, v in obj.items() if v is not ...}).encode()
+
+
+def error_of(value: bytes, lookup=None) -> EventError:
+    with pytest.raises(EventError) as caught:
+        decode(value, lookup)
+    assert caught.value.code in ERROR_CODES
+    return caught.value
+
+
+def avro_frame(schema_id: int, schema: object, datum: dict) -> bytes:
+    out = io.BytesIO()
+    out.write(struct.pack(">BI", 0, schema_id))
+    fastavro.schemaless_writer(out, fastavro.parse_schema(schema), datum)
+    return out.getvalue()
+
+
+# --- JSON: the happy path ----------------------------------------------------------------------------
+
+def test_a_valid_message_decodes_to_its_event() -> None:
+    assert decode_json(message()) == FormFilled(
+        event_id="e1", lead_id="L1", occurred_at=1_772_442_000_000, form_type="demo_request"
+    )
+
+
+def test_unknown_extra_fields_are_ignored() -> None:
+    assert decode_json(message(utm_campaign="spring", nested={"a": [1]})) == decode_json(message())
+
+
+def test_offsets_are_converted_to_utc() -> None:
+    assert decode_json(message(occurred_at="2026-03-02T11:00:00+02:00")).occurred_at == 1_772_442_000_000
+
+
+def test_lower_case_t_and_z_are_rfc3339_too() -> None:
+    assert decode_json(message(occurred_at="2026-03-02t09:00:00z")).occurred_at == 1_772_442_000_000
+
+
+def test_an_integer_amount_becomes_a_float() -> None:
+    event = decode_json(message(event_type="deal_stage_change", stage="proposal", amount=1200))
+    assert isinstance(event, DealStageChanged) and event.amount == 1200.0 and type(event.amount) is float
+
+
+# --- JSON: one malformed message per error code ------------------------------------------------------
+
+def test_empty_message() -> None:
+    assert error_of(b"").code == "empty_message"
+
+
+def test_invalid_utf8() -> None:
+    assert error_of(b'{"event_id": "caf\xe9"}').code == "invalid_utf8"
+
+
+def test_invalid_json() -> None:
+    assert error_of(b'{"event_id": "e1",').code == "invalid_json"
+
+
+def test_json_nested_too_deep_is_invalid_json_not_a_crash() -> None:
+    assert error_of(b"[" * 100_000).code == "invalid_json"
+
+
+def test_not_an_object() -> None:
+    assert error_of(b'["e1", "form_fill"]').code == "not_an_object"
+
+
+def test_missing_field_names_the_field() -> None:
+    error = error_of(message(lead_id=...))
+    assert (error.code, error.detail) == ("missing_field", "lead_id: required")
+
+
+def test_null_required_field_is_missing() -> None:
+    assert error_of(message(occurred_at=None)).code == "missing_field"
+
+
+def test_missing_per_type_field() -> None:
+    error = error_of(message(form_type=...))
+    assert error.code == "missing_field" and error.detail.startswith("form_type")
+
+
+def test_invalid_field_wrong_type() -> None:
+    error = error_of(message(lead_id=42))
+    assert error.code == "invalid_field" and error.detail.startswith("lead_id")
+
+
+def test_invalid_field_empty_string() -> None:
+    error = error_of(message(event_id=""))
+    assert error.code == "invalid_field" and error.detail.startswith("event_id")
+
+
+@pytest.mark.parametrize("amount", ["12", True, 1e400])
+def test_invalid_field_amount(amount: object) -> None:
+    # 1e400 parses to inf
+    error = error_of(message(event_type="deal_stage_change", stage="created", amount=amount))
+    assert error.code == "invalid_field" and error.detail.startswith("amount")
+
+
+def test_invalid_field_optional_string_of_wrong_type() -> None:
+    error = error_of(message(form_id=7))
+    assert error.code == "invalid_field" and error.detail.startswith("form_id")
+
+
+def test_unknown_event_type() -> None:
+    error = error_of(message(event_type="page_view"))
+    assert error.code == "unknown_event_type" and "page_view" in error.detail
+
+
+@pytest.mark.parametrize(
+    "occurred_at",
+    [
+        "2026-03-02T09:00:00",  # no offset
+        "2026-03-02",  # no time
+        "20260302T090000Z",  # ISO 8601 basic format, not RFC 3339
+        "2026-03-02T09:00Z",  # no seconds
+        "2026-02-30T09:00:00Z",  # no such day
+        "2026-03-02T09:00:00+25:00",  # no such offset
+        "yesterday",
+    ],
+)
+def test_invalid_timestamp(occurred_at: str) -> None:
+    error = error_of(message(occurred_at=occurred_at))
+    assert error.code == "invalid_timestamp" and error.detail.startswith("occurred_at")
+
+
+def test_epoch_number_for_occurred_at_is_an_invalid_field() -> None:
+    assert error_of(message(occurred_at=1_772_442_000_000)).code == "invalid_field"
+
+
+@pytest.mark.parametrize(
+    ("event_type", "field", "value"),
+    [
+        ("email_engagement", "action", "forward"),
+        ("sales_touch", "channel", "pigeon"),
+        ("sales_disposition", "decision", "maybe"),
+        ("deal_stage_change", "stage", "won"),
+    ],
+)
+def test_invalid_value(event_type: str, field: str, value: str) -> None:
+    error = error_of(message(event_type=event_type, form_type=..., **{field: value}))
+    assert error.code == "invalid_value" and error.detail.startswith(field) and value in error.detail
+
+
+def test_a_zero_first_byte_without_a_lookup_is_not_taken_for_json() -> None:
+    assert error_of(encode_event_avro(decode_json(message()))).code == "invalid_json"
+
+
+# --- Avro: one malformed message per error code ------------------------------------------------------
+
+def test_unknown_schema_id() -> None:
+    framed = struct.pack(">BI", 0, 999) + b"\x02e1"
+    error = error_of(framed, BundledSchemas())
+    assert error.code == "unknown_schema_id" and "999" in error.detail
+
+
+def test_invalid_avro_bad_magic_byte() -> None:
+    good = encode_event_avro(decode_json(message()))
+    with pytest.raises(EventError) as caught:
+        decode_avro(b"\x01" + good[1:], BundledSchemas())
+    assert caught.value.code == "invalid_avro" and "magic" in caught.value.detail
+
+
+def test_invalid_avro_frame_too_short() -> None:
+    assert error_of(b"\x00\x00\x01", BundledSchemas()).code == "invalid_avro"
+
+
+def test_invalid_avro_truncated_body() -> None:
+    good = encode_event_avro(decode_json(message()))
+    assert error_of(good[:-3], BundledSchemas()).code == "invalid_avro"
+
+
+def test_invalid_avro_trailing_bytes() -> None:
+    good = encode_event_avro(decode_json(message()))
+    assert error_of(good + b"\x00", BundledSchemas()).code == "invalid_avro"
+
+
+def test_invalid_utf8_in_an_avro_string() -> None:
+    framed = avro_frame(1, {"type": "record", "name": "X", "fields": [{"name": "event_id", "type": "bytes"}]}, {"event_id": b"\xff\xfe"})
+    schemas = BundledSchemas()
+    assert error_of(framed, schemas).code == "invalid_utf8"
+
+
+def test_avro_events_are_validated_like_json() -> None:
+    schemas = BundledSchemas()
+    good = {**VALID, "occurred_at": 1_772_442_000_000, "source": None, "form_id": None}
+    form_fill = schemas.schema("form_fill")
+    assert error_of(avro_frame(1, form_fill, {**good, "lead_id": ""}), schemas).code == "invalid_field"
+    assert error_of(avro_frame(1, form_fill, {**good, "event_type": "page_view"}), schemas).code == "unknown_event_type"
+    engagement = {**good, "event_type": "email_engagement", "action": "forward", "campaign_id": None}
+    assert error_of(avro_frame(2, schemas.schema("email_engagement"), engagement), schemas).code == "invalid_value"
+
+
+def test_avro_writer_schema_lacking_a_required_field_is_missing_field() -> None:
+    fields = [f for f in json.loads((SCHEMA_DIR / "form_fill.avsc").read_text())["fields"] if f["name"] != "lead_id"]
+    schema = fastavro.parse_schema({"type": "record", "name": "Old", "fields": fields})
+    framed = avro_frame(7, schema, {**VALID, "occurred_at": 0, "source": None, "form_id": None})
+    error = error_of(framed, lambda schema_id: schema if schema_id == 7 else None)
+    assert (error.code, error.detail) == ("missing_field", "lead_id: required")
+
+
+def test_avro_datum_that_is_not_a_record() -> None:
+    framed = avro_frame(9, "string", "hello")  # type: ignore[arg-type]
+    assert error_of(framed, lambda schema_id: fastavro.parse_schema("string")).code == "not_an_object"
+
+
+# --- dead letters ------------------------------------------------------------------------------------
+
+def test_dlq_record_keeps_the_original_bytes_and_where_they_came_from() -> None:
+    raw = b'{"event_id": "caf\xe9"'
+    error = error_of(raw)
+    record = dlq_record(raw, b"L1", error, "lead.form_fills", 2, 41)
+    assert record == DlqRecord(
+        error="invalid_utf8", detail=error.detail, source_topic="lead.form_fills",
+        source_partition=2, source_offset=41, key=b"L1", original=raw,
+    )
+
+
+def test_dlq_record_of_a_tombstone_has_empty_original() -> None:
+    record = dlq_record(None, None, error_of(b""), "lead.deal_stages", 0, 7)
+    assert record.original == b"" and record.error == "empty_message"
+
+
+def test_every_error_code_is_documented_in_one_line() -> None:
+    assert set(ERROR_CODES) == {
+        "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
+        "unknown_event_type", "invalid_timestamp", "invalid_value", "unknown_schema_id", "invalid_avro",
+        "empty_message",
+    }
+    assert all(doc and "\n" not in doc for doc in ERROR_CODES.values())
+
+
+# --- round trips -------------------------------------------------------------------------------------
+
+@settings(max_examples=300)
+@given(events() | wild_events())
+def test_json_round_trip(event: LeadEvent) -> None:
+    assert decode(encode_event_json(event)) == event
+
+
+@settings(max_examples=300)
+@given(events() | wild_events())
+def test_avro_round_trip(event: LeadEvent) -> None:
+    assert decode(encode_event_avro(event), bundled_schemas()) == event
+
+
+def test_every_event_type_is_covered_by_the_strategy_and_a_bundled_schema() -> None:
+    assert set(EVENT_TYPES) <= set(BUNDLED_SCHEMA_IDS)
+    seen = set()
+
+    @settings(max_examples=200)
+    @given(events())
+    def collect(event: LeadEvent) -> None:
+        seen.add(event.event_type)
+
+    collect()
+    assert seen == set(EVENT_TYPES)
+
+
+def test_encode_event_avro_frames_with_the_given_schema_id() -> None:
+    event = SalesTouched(event_id="e1", lead_id="L1", occurred_at=0, channel="call")
+    framed = encode_event_avro(event, 4242)
+    assert framed[:5] == struct.pack(">BI", 0, 4242)
+    assert decode_avro(framed, lambda schema_id: bundled_schemas().schema("sales_touch")) == event
+
+
+def _from_avro(value: bytes, schema: object) -> dict:
+    body = io.BytesIO(value[5:])
+    datum = fastavro.schemaless_reader(body, schema, None)
+    for name in TIME_FIELDS & datum.keys():
+        if isinstance(datum[name], dt.datetime):
+            datum[name] = (datum[name] - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
+    return datum
+
+
+@settings(max_examples=200)
+@given(output_records())
+def test_output_records_encode_to_avro_and_decode_back(record: Record) -> None:
+    framed = encode_record_avro(record)
+    name = {LifecycleRecord: "lifecycle_record", AlertRecord: "alert_record", DlqRecord: "dlq_record"}[type(record)]
+    assert framed[:5] == struct.pack(">BI", 0, BUNDLED_SCHEMA_IDS[name])
+    expected = as_dict(record)
+    if isinstance(record, LifecycleRecord):
+        expected["skipped_stages"] = list(record.skipped_stages)
+    assert _from_avro(framed, bundled_schemas().schema(name)) == expected
+
+
+@given(output_records())
+def test_encode_json_is_the_wire_form(record: Record) -> None:
+    assert json.loads(encode_json(record)) == wire_dict(record)
+
+
+# --- schemas -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", sorted(SCHEMA_DIR.glob("*.avsc")), ids=lambda p: p.name)
+def test_every_avsc_parses(path: Path) -> None:
+    fastavro.parse_schema(json.loads(path.read_text()))
+
+
+def test_every_bundled_schema_has_a_file_and_an_id() -> None:
+    assert {p.stem for p in SCHEMA_DIR.glob("*.avsc")} == set(BUNDLED_SCHEMA_IDS)
+    schemas = BundledSchemas()
+    for name, schema_id in BUNDLED_SCHEMA_IDS.items():
+        assert schemas(schema_id) is schemas.schema(name)
+    assert schemas(0) is None
+
+
+def _field_names(name: str) -> list[str]:
+    return [f["name"] for f in json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())["fields"]]
+
+
+@given(output_records())
+def test_json_wire_form_matches_the_avro_field_names_in_order(record: Record) -> None:
+    name = {LifecycleRecord: "lifecycle_record", AlertRecord: "alert_record", DlqRecord: "dlq_record"}[type(record)]
+    assert list(wire_dict(record)) == _field_names(name)
+
+
+@given(events())
+def test_event_json_matches_the_avro_field_names_in_order(event: LeadEvent) -> None:
+    assert list(json.loads(encode_event_json(event))) == _field_names(event.event_type)
+
+
+def test_time_fields_are_timestamp_millis_and_optional_fields_default_to_null() -> None:
+    for path in SCHEMA_DIR.glob("*.avsc"):
+        for field in json.loads(path.read_text())["fields"]:
+            kinds = field["type"] if isinstance(field["type"], list) else [field["type"]]
+            if field["name"] in TIME_FIELDS:
+                assert {"type": "long", "logicalType": "timestamp-millis"} in kinds, (path.name, field["name"])
+            if "null" in kinds:
+                assert kinds[0] == "null" and field.get("default", ...) is None, (path.name, field["name"])
+
+
+def test_namespaces() -> None:
+    for name in BUNDLED_SCHEMA_IDS:
+        namespace = json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())["namespace"]
+        assert namespace == ("io.leadflow.events" if name in EVENT_TYPES else "io.leadflow.outputs")
+
