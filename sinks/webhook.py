@@ -38,7 +38,7 @@ import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from lifecycle.errors import ConfigError
 from lifecycle.records import AlertRecord, DlqRecord, Record
@@ -80,6 +80,26 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if moment is None:
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+class Secret:
+    """A secret value whose ``repr``/``str`` never show it (so no dump of the sink's attributes does)."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: bytes) -> None:
+        self._value = value
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a Secret is not picklable")
 
 
 @dataclass(frozen=True)
@@ -150,7 +170,7 @@ class WebhookSink(Sink):
             raise ValueError("max_queue and workers must be >= 1")
         self.url = url
         self.secret_env = secret_env
-        self.__secret = secret.encode()  # name-mangled: kept out of vars()-style dumps and repr
+        self._secret = Secret(secret.encode())
         self._scheme = parts.scheme
         self._host = parts.hostname
         self._port = parts.port
@@ -250,7 +270,7 @@ class WebhookSink(Sink):
         headers = {
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: alert.alert_id,
-            SIGNATURE_HEADER: sign(self.__secret, body),
+            SIGNATURE_HEADER: sign(self._secret.reveal(), body),
             "User-Agent": "leadflow-webhook/1",
         }
         reason = "no attempt"
