@@ -71,3 +71,35 @@ def faust_settings(embedded: bool, *, bootstrap: str | None = None, **overrides:
         settings["web_enabled"] = True
     settings.update(overrides)
     return settings
+
+
+ENV_QUIRKS = "LEADFLOW_BROKER_QUIRKS"
+
+
+def is_tansu(bootstrap: str, *, timeout_ms: int = 5000) -> bool:
+    """Whether the broker at ``bootstrap`` is a Tansu (so ``EMBEDDED`` applies even via ``--broker``).
+
+    ``$LEADFLOW_BROKER_QUIRKS`` decides when set (``tansu`` or ``none``); otherwise the cluster id
+    tells (Tansu answers DescribeCluster with ``tansu_cluster``). A Tansu reached by address needs the
+    same workarounds as the embedded one: without ``producer_max_batch_size=1`` a crashed worker
+    recovers its table short of its last updates.
+    """
+    import os
+
+    forced = os.environ.get(ENV_QUIRKS, "").strip().lower()
+    if forced:
+        return forced == "tansu"
+    from kafka.admin import KafkaAdminClient
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=parse_bootstrap(bootstrap), client_id="leadflow-probe",
+                                 request_timeout_ms=timeout_ms)
+    except Exception:  # noqa: BLE001 - unreachable: let the caller's own connection report it
+        return False
+    try:
+        cluster_id = admin.describe_cluster().get("cluster_id") or ""
+    except Exception:  # noqa: BLE001 - DescribeCluster unsupported (Kafka < 2.8): not Tansu 0.6
+        cluster_id = ""
+    finally:
+        admin.close()
+    return str(cluster_id).lower().startswith("tansu")
