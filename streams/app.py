@@ -1,0 +1,498 @@
+"""The live worker: a faust app around the pure engine, with durable state, outbox and timers.
+
+One agent reads the four input topics, the repartition topic (``Topics.events_by_lead``) and the
+timer-command topic (``Topics.timer_commands``); all of them and the table's changelog have the same
+partition count, so faust's assignor gives partition ``p`` of every one of them to the same worker.
+
+- An input message is decoded; a bad one becomes a DLQ record (never an exception). A good one is
+  processed where it is when its key is the lead id and its partition is the lead's
+  (``murmur2(lead_id) % N``, Kafka's default partitioner); otherwise it is forwarded, unchanged, to
+  the repartition topic on the lead's partition. So a lead's state lives on one partition only.
+- Lead state is one table row: ``{"wake": ms|None, "lead": Lead.to_state(), "outbox": [...]}``,
+  always assigned back (``table[k] = v``), so every change reaches the compacted changelog.
+- The outbox: faust writes the changelog at once but a crash can lose the output records of the
+  same message (they are only flushed before the offset commit). Reprocessing would then find the
+  event a duplicate and emit nothing. So each message that produced records keeps
+  ``[message_id, topic, partition, offset, [[kind, json], ...]]`` in the row until its source offset
+  is committed (cap ``OUTBOX_CAP``); a repeat of that message re-emits them. Output ids are
+  deterministic, so consumers drop the repeats.
+- Timers: the pending deadline is part of the lead (``Lead.wake_at``), hence durable. Each active
+  partition has an in-memory ``TimerSet``, rebuilt from the table after recovery; a 100 ms tick
+  sends a command for every due lead to the timer-command topic on the lead's partition, and the
+  agent applies it with ``Engine.fire`` at the wall clock.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+from kafka.partitioner.default import murmur2
+
+from lifecycle.engine import Engine
+from lifecycle.errors import EventError
+from lifecycle.events import LeadEvent
+from lifecycle.ids import event_digest
+from lifecycle.lead import Lead
+from lifecycle.policy import Policy
+from lifecycle.records import AlertRecord, LifecycleRecord
+from lifecycle.timers import TimerSet
+from schemas import codec
+from schemas.wire import format_time
+from streams.metrics import CONTENT_TYPE, Metrics
+from streams.settings import faust_settings
+from streams.topics import Topics
+
+log = logging.getLogger("leadflow.worker")
+
+TABLE = "leads"
+#: Outbox entries kept per lead at most (older ones are pruned even if not yet committed).
+OUTBOX_CAP = 16
+#: Timer tick, seconds: due deadlines are turned into commands this often.
+TIMER_TICK = 0.1
+#: Consumer fetch long-poll, ms. faust hard-codes 1500 ms; a timer command must not wait that long.
+FETCH_MAX_WAIT_MS = 100
+#: A timer command not seen back within this long is sent again (it is idempotent).
+INFLIGHT_RESEND_MS = 10_000
+#: faust knobs for throughput (no change of semantics); see bench/worker_bench.py.
+WORKER_SETTINGS: dict[str, Any] = {
+    "stream_buffer_maxsize": 16384,
+    "broker_max_poll_records": 2000,
+    "producer_linger_ms": 5,
+}
+LIFECYCLE, ALERT = "l", "a"
+
+
+def partition_for(lead_id: str, partitions: int) -> int:
+    """The partition of ``lead_id``: Kafka's default (Java) partitioner, as aiokafka and faust use."""
+    return (murmur2(lead_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
+    """The next offset to consume of ``topic/partition`` as committed by this worker, or None.
+
+    faust keeps it in the private ``Consumer._committed_offset``; the one place that reads it.
+    """
+    try:
+        return consumer._committed_offset.get(TP(topic, partition))
+    except Exception:  # noqa: BLE001 - no consumer yet, or faust changed: keep the entry
+        return None
+
+
+# -- faust plumbing: shorter fetch waits, recovery hooks -------------------------------------------
+
+class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS   # read by AIOKafkaConsumer.start()
+        return consumer
+
+
+class _FastFetchConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _FastFetchTransport(faust_aiokafka.Transport):
+    Consumer = _FastFetchConsumer
+
+
+class LeadTable(faust.Table):
+    """The lead table; tells its owner about rebalances and completed recoveries."""
+
+    owner: "LeadflowApp | None" = None
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
+                           generation_id: int = 0) -> None:
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        if self.owner is not None:
+            self.owner.on_rebalance(assigned)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        await super().on_recovery_completed(active_tps, standby_tps)
+        if self.owner is not None:
+            self.owner.on_recovered({tp.partition for tp in active_tps})
+
+
+# -- the app ----------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class LeadflowApp:
+    app: faust.App
+    table: LeadTable
+    topics: Topics
+    engine: Engine
+    embedded: bool
+    metrics: Metrics = field(default_factory=Metrics)
+    #: partition -> its pending deadlines (active partitions only)
+    timers: dict[int, TimerSet] = field(default_factory=dict)
+    #: partition -> lead_id -> (due, sent_at) of timer commands on their way
+    inflight: dict[int, dict[str, tuple[int, int]]] = field(default_factory=dict)
+    #: partitions whose TimerSet was rebuilt from the table since they were assigned
+    scanned: set[int] = field(default_factory=set)
+    recovered: bool = False
+    lookup: Any = None
+
+    @property
+    def partitions(self) -> int:
+        return self.topics.partitions
+
+    @property
+    def source_topics(self) -> tuple[str, ...]:
+        return (*self.topics.inputs, self.topics.events_by_lead, self.topics.timer_commands)
+
+    def partition_for(self, lead_id: str) -> int:
+        return partition_for(lead_id, self.partitions)
+
+    def pending_timers(self) -> int:
+        return sum(len(t) for t in list(self.timers.values()))
+
+    # -- rebalance and recovery ---------------------------------------------------------------
+    def on_rebalance(self, assigned: Iterable[TP]) -> None:
+        mine = {tp.partition for tp in assigned if tp.topic == self.topics.timer_commands}
+        for p in list(self.timers):
+            if p not in mine:
+                del self.timers[p]
+        for p in list(self.inflight):
+            if p not in mine:
+                del self.inflight[p]
+        self.scanned &= mine
+
+    def on_recovered(self, active: set[int]) -> None:
+        """Rebuild the TimerSet of each newly active partition with one scan of the table."""
+        todo = active - self.scanned
+        if todo:
+            started = time.monotonic()
+            fresh = {p: TimerSet() for p in todo}
+            for key, raw in self.table.items():
+                timers = fresh.get(self.partition_for(key))
+                if timers is not None and raw:
+                    wake = json.loads(raw).get("wake")
+                    if wake is not None:
+                        timers.set(key, wake)
+            for p, timers in fresh.items():
+                self.timers[p] = timers
+                self.inflight[p] = {}
+            self.scanned |= todo
+            log.info("timers rebuilt for partitions %s: %d pending (%.3f s)", sorted(todo),
+                     sum(len(t) for t in fresh.values()), time.monotonic() - started)
+        for p in list(self.timers):
+            if p not in active:
+                del self.timers[p]
+                self.scanned.discard(p)
+        self.recovered = True
+
+    # -- state ----------------------------------------------------------------------------------
+    def load(self, lead_id: str) -> tuple[Lead | None, list[list[Any]]]:
+        raw = self.table.get(lead_id)
+        if not raw:
+            return None, []
+        doc = json.loads(raw)
+        return Lead.from_state(doc["lead"]), doc["outbox"]
+
+    def _prune(self, outbox: list[list[Any]]) -> list[list[Any]]:
+        consumer = self.app.consumer
+        kept = []
+        for entry in outbox:
+            done = committed_offset(consumer, entry[1], entry[2])
+            if done is None or done <= entry[3]:
+                kept.append(entry)
+        return kept[-OUTBOX_CAP:]
+
+    async def _save_and_emit(self, lead: Lead, outbox: list[list[Any]], message_id: str,
+                             message: Any, records: list[LifecycleRecord | AlertRecord]) -> None:
+        encoded = [[LIFECYCLE if isinstance(r, LifecycleRecord) else ALERT, codec.encode_json(r).decode()]
+                   for r in records]
+        outbox = self._prune(outbox)
+        if encoded:
+            outbox.append([message_id, message.topic, message.partition, message.offset, encoded])
+            outbox = outbox[-OUTBOX_CAP:]
+        wake = lead.wake_at
+        doc = {"wake": wake, "lead": lead.to_state(), "outbox": outbox}
+        self.table[lead.lead_id] = json.dumps(doc, separators=(",", ":")).encode()
+        self._schedule(message.partition, lead.lead_id, wake)
+        for record in records:
+            if isinstance(record, LifecycleRecord):
+                self.metrics.transitions.labels(record.to_stage).inc()
+            else:
+                self.metrics.alerts.labels(record.type).inc()
+        await self._emit(lead.lead_id, encoded)
+
+    async def _emit(self, lead_id: str, encoded: Iterable[list[str]]) -> None:
+        producer = self.app.producer
+        key = lead_id.encode()
+        for kind, payload in encoded:
+            topic = self.topics.lifecycle if kind == LIFECYCLE else self.topics.alerts
+            await producer.send(topic, key, payload.encode(), None, None, None)
+
+    async def _reemit(self, lead_id: str, outbox: list[list[Any]], message_id: str) -> None:
+        for entry in outbox:
+            if entry[0] == message_id:
+                await self._emit(lead_id, entry[4])
+                self.metrics.reemitted.inc(len(entry[4]))
+
+    def _schedule(self, partition: int, lead_id: str, wake: int | None) -> None:
+        timers = self.timers.get(partition)
+        if timers is None:      # first write before the post-recovery scan: the scan will redo it
+            timers = self.timers[partition] = TimerSet()
+            self.inflight.setdefault(partition, {})
+        sent = self.inflight[partition].get(lead_id)
+        if wake is not None and sent is not None and sent[0] == wake:
+            return              # its command is on the way
+        timers.set(lead_id, wake)
+
+    # -- the agent's work, per message ----------------------------------------------------------
+    async def handle(self, message: Any) -> None:
+        topic = message.topic
+        if topic == self.topics.timer_commands:
+            await self._on_timer_command(message)
+            return
+        value = message.value if message.value is not None else b""
+        try:
+            event = codec.decode(value, self.lookup)
+        except EventError as error:
+            await self._dead_letter(message, value, error)
+            return
+        lead_id = event.lead_id
+        p = self.partition_for(lead_id)
+        key = lead_id.encode()
+        if topic != self.topics.events_by_lead and (message.partition != p or message.key != key):
+            await self.app.producer.send(self.topics.events_by_lead, key, value, p, None, None)
+            self.metrics.forwarded.inc()
+            return
+        await self._on_event(event, message)
+
+    async def _dead_letter(self, message: Any, value: bytes, error: EventError) -> None:
+        record = codec.dlq_record(value, message.key, error, message.topic, message.partition,
+                                  message.offset)
+        await self.app.producer.send(self.topics.dlq, message.key, codec.encode_json(record),
+                                     None, None, None)
+        self.metrics.dlq.labels(error.code).inc()
+
+    async def _on_event(self, event: LeadEvent, message: Any) -> None:
+        self.metrics.events.labels(event.event_type).inc()
+        lead, outbox = self.load(event.lead_id)
+        now = now_ms()
+        records: list[LifecycleRecord | AlertRecord] = []
+        if lead is not None:
+            if lead.has_seen(event_digest(event.event_id)):
+                self.metrics.duplicates.inc()
+                await self._reemit(event.lead_id, outbox, event.event_id)
+                return
+            # Steps due before the event happened fire first, as in replay (SPEC 4: the SLA was
+            # breached before the event that would have satisfied it).
+            wake = lead.wake_at
+            if wake is not None and wake < event.occurred_at and wake <= now:
+                fired = self.engine.fire(lead, min(now, event.occurred_at - 1))
+                lead = fired.lead
+                records.extend(fired.records)
+        outcome = self.engine.apply(lead, event, now)
+        if outcome.duplicate:       # pragma: no cover - checked above
+            self.metrics.duplicates.inc()
+            return
+        records.extend(outcome.records)
+        await self._save_and_emit(outcome.lead, outbox, event.event_id, message, records)
+
+    async def _on_timer_command(self, message: Any) -> None:
+        try:
+            command = json.loads(message.value)
+            lead_id, due, command_id = command["lead_id"], int(command["due"]), command["id"]
+        except (ValueError, TypeError, KeyError):
+            log.warning("unreadable timer command at %s/%s@%s: %r", message.topic, message.partition,
+                        message.offset, message.value)
+            return
+        p = message.partition
+        inflight = self.inflight.get(p)
+        if inflight is not None and inflight.get(lead_id, (None,))[0] == due:
+            del inflight[lead_id]
+        lead, outbox = self.load(lead_id)
+        if lead is None:
+            return
+        now = now_ms()
+        outcome = self.engine.fire(lead, now)
+        if not outcome.records:         # fired already (a redelivery) or rescheduled meanwhile
+            await self._reemit(lead_id, outbox, command_id)
+            self._schedule(p, lead_id, lead.wake_at)
+            return
+        self.metrics.lateness.observe(max(0, now - due) / 1000)
+        await self._save_and_emit(outcome.lead, outbox, command_id, message, outcome.records)
+
+    async def tick(self) -> None:
+        """Send a command for every lead whose deadline passed; resend commands that got lost."""
+        now = now_ms()
+        producer = self.app.producer
+        for p, timers in list(self.timers.items()):
+            inflight = self.inflight.setdefault(p, {})
+            stale = [(lead_id, due) for lead_id, (due, sent) in inflight.items()
+                     if now - sent > INFLIGHT_RESEND_MS]
+            for lead_id, due in stale:
+                del inflight[lead_id]
+                timers.set(lead_id, due)
+            next_due = timers.next_due()
+            if next_due is None or next_due > now:
+                continue
+            for lead_id, due in list(timers.pop_due(now)):
+                inflight[lead_id] = (due, now)
+                command = {"lead_id": lead_id, "due": due, "id": f"timer:{lead_id}:{due}"}
+                try:
+                    await producer.send(self.topics.timer_commands, lead_id.encode(),
+                                        json.dumps(command, separators=(",", ":")).encode(), p, None, None)
+                except Exception:  # noqa: BLE001 - retry on the next tick
+                    log.exception("cannot send timer command for %s", lead_id)
+                    del inflight[lead_id]
+                    timers.set(lead_id, due)
+                    return
+                self.metrics.timer_commands.inc()
+
+    # -- operations ------------------------------------------------------------------------------
+    def lag(self) -> Iterator[tuple[str, int, int]]:
+        consumer = self.app.consumer
+        sources = set(self.source_topics)
+        for tp in consumer.assignment():
+            if tp.topic not in sources:
+                continue
+            high = consumer.highwater(tp)
+            done = committed_offset(consumer, tp.topic, tp.partition)
+            if high is not None and done is not None:
+                yield tp.topic, tp.partition, max(0, high - done)
+
+    def lead_view(self, lead_id: str) -> dict[str, Any] | None:
+        lead, outbox = self.load(lead_id)
+        if lead is None:
+            return None
+        return {
+            "lead_id": lead.lead_id,
+            "stage": lead.stage.value,
+            "owner_id": lead.owner_id,
+            "team": lead.team,
+            "score": lead.score,
+            "created_at": format_time(lead.created_at),
+            "stage_entered_at": format_time(lead.stage_entered_at),
+            "last_activity_at": format_time(lead.last_activity_at),
+            "next_wake_at": format_time(lead.wake_at) if lead.wake_at is not None else None,
+            "open_slas": [
+                {
+                    "sla": s.name,
+                    "started_at": format_time(s.started_at),
+                    "due_at": format_time(s.due_at),
+                    "breached": s.breached,
+                    "steps": [{"kind": kind, "at": format_time(at), "fired": i < s.fired}
+                              for i, (kind, at) in enumerate(s.steps)],
+                }
+                for s in lead.slas
+            ],
+            "history": [{"stage": stage, "at": format_time(at), "trigger": trigger}
+                        for stage, at, trigger in lead.history],
+            "partition": self.partition_for(lead.lead_id),
+            "outbox": len(outbox),
+        }
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self.recovered else "starting",
+            "app_id": self.topics.app_id,
+            "partitions": sorted(self.timers),
+            "timers_pending": self.pending_timers(),
+        }
+
+
+def build_app(
+    app_id: str,
+    bootstrap: str,
+    embedded: bool,
+    policy: Policy | None,
+    topics: Topics,
+    web_port: int | None = None,
+    data_dir: str | None = None,
+    store: str | None = None,
+    web_host: str = "127.0.0.1",
+    **settings: Any,
+) -> LeadflowApp:
+    """A new faust app (nothing is built at import time) with the lead agent, table, timer and views.
+
+    ``topics`` must already exist (``ensure_topics(bootstrap, topics.with_tables("leads"))``).
+    ``store``: default ``rocksdb://`` when ``data_dir`` is given, else ``memory://``.
+    ``settings`` override any faust setting.
+    """
+    overrides: dict[str, Any] = dict(WORKER_SETTINGS)
+    overrides["store"] = store or ("rocksdb://" if data_dir else "memory://")
+    if data_dir:
+        overrides["datadir"] = data_dir
+    if web_port is not None:
+        overrides.update(web_enabled=True, web_port=web_port, web_host=web_host, web_bind="0.0.0.0")
+    else:
+        overrides["web_enabled"] = False
+    overrides.update(settings)
+    app = faust.App(app_id, autodiscover=False,
+                    **faust_settings(embedded, bootstrap=bootstrap, **overrides))
+    app.transport = _FastFetchTransport(app.conf.broker_consumer, app)
+
+    table = app.tables.add(LeadTable(
+        app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
+        key_type=str, value_type=bytes, help="Lead state and outbox by lead_id",
+    ))
+    # Raw bytes both ways: the changelog key is the lead id itself, as on every other topic (so
+    # faust's router hashes the same bytes as the producers), and the value is our own JSON.
+    table.key_serializer = table.value_serializer = "raw"
+    lf = LeadflowApp(app=app, table=table, topics=topics, engine=Engine(policy), embedded=embedded,
+                     lookup=codec.bundled_schemas())
+    table.owner = lf
+    lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag)
+
+    source = app.topic(*lf.source_topics, key_type=bytes, value_type=bytes,
+                       key_serializer="raw", value_serializer="raw")
+
+    @app.agent(source, name="leadflow.process")
+    async def process(stream: faust.StreamT) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                await lf.handle(message)
+            except Exception as exc:  # noqa: BLE001 - never stop the stream; never drop silently
+                lf.metrics.errors.inc()
+                log.exception("processing failed at %s/%s@%s", message.topic, message.partition,
+                              message.offset)
+                if message.topic != topics.timer_commands:
+                    value = message.value if message.value is not None else b""
+                    await lf._dead_letter(message, value, EventError("processing_failed", repr(exc)))
+
+    @app.timer(interval=TIMER_TICK, name="leadflow.timers")
+    async def timers() -> None:
+        await lf.tick()
+
+    if web_port is not None:
+        _add_views(lf)
+    return lf
+
+
+def _add_views(lf: LeadflowApp) -> None:
+    app = lf.app
+
+    @app.page("/leads/{lead_id}")
+    class LeadView(faust.web.View):
+        @app.table_route(table=lf.table, match_info="lead_id")
+        async def get(self, request: faust.web.Request, lead_id: str) -> faust.web.Response:
+            doc = lf.lead_view(lead_id)
+            if doc is None:
+                return self.json({"error": "unknown lead", "lead_id": lead_id}, status=404)
+            return self.json(doc)
+
+    @app.page("/health")
+    async def health(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        doc = lf.health()
+        return web.json(doc, status=200 if lf.recovered else 503)
+
+    @app.page("/metrics")
+    async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
+        return web.text(lf.metrics.render().decode(), content_type=CONTENT_TYPE)

@@ -1,0 +1,69 @@
+"""``leadflow worker``: one member of the consumer group, run in this process until SIGINT/SIGTERM.
+
+Environment (all optional):
+
+- ``LEADFLOW_BROKER``: bootstrap servers when ``--broker`` is not given (else an embedded broker);
+- ``LEADFLOW_APP_ID`` (default ``leadflow``): faust app id = consumer group = internal topic prefix;
+- ``LEADFLOW_PARTITIONS`` (default 4): partitions of every topic this worker creates;
+- ``LEADFLOW_TOPIC_PREFIX``: prefix every topic name (``<prefix>.lead.form_fills`` ...), one
+  isolated deployment per prefix on a shared broker;
+- ``LEADFLOW_WEB_HOST`` (default ``127.0.0.1``): the host other workers use to reach this one's web
+  port (``GET /leads/{id}`` is routed to the worker owning the lead); set it on a real network;
+- ``LEADFLOW_LOGLEVEL`` (default ``warning``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from lifecycle.errors import ConfigError
+from lifecycle.policy import Policy
+from streams.app import TABLE, build_app
+from streams.broker import resolve_broker
+from streams.settings import is_tansu
+from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics, ensure_topics
+
+
+def topics_from_env(env: Any = os.environ) -> Topics:
+    """The deployment's topics (with the lead table's changelog) from the environment."""
+    app_id = env.get("LEADFLOW_APP_ID") or DEFAULT_APP_ID
+    raw = env.get("LEADFLOW_PARTITIONS") or str(DEFAULT_PARTITIONS)
+    try:
+        partitions = int(raw)
+        prefix = env.get("LEADFLOW_TOPIC_PREFIX")
+        topics = (Topics.prefixed(prefix, app_id=app_id, partitions=partitions) if prefix
+                  else Topics(app_id=app_id, partitions=partitions))
+    except ValueError as exc:
+        raise ConfigError(f"bad topic configuration (LEADFLOW_PARTITIONS={raw!r}): {exc}") from exc
+    return topics.with_tables(TABLE)
+
+
+def run(broker: str | None, policy: Policy | None, policy_path: str | None = None,
+        web_port: int | None = 6066, data_dir: str | None = None) -> None:
+    import faust
+
+    bootstrap, embedded = resolve_broker(broker)
+    try:
+        topics = topics_from_env()
+        ensure_topics(bootstrap, topics)
+        quirks = embedded is not None or is_tansu(bootstrap)
+        lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
+                       web_port=web_port, data_dir=data_dir,
+                       web_host=os.environ.get("LEADFLOW_WEB_HOST") or "127.0.0.1")
+        where = (f"embedded broker {bootstrap}" if embedded is not None
+                 else f"{bootstrap} (Tansu)" if quirks else bootstrap)
+        print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "
+              f"policy {policy_path or 'built-in'}"
+              + (f", http://127.0.0.1:{web_port}/health" if web_port else ""), file=sys.stderr, flush=True)
+        worker = faust.Worker(lf.app, loglevel=os.environ.get("LEADFLOW_LOGLEVEL", "warning"),
+                              quiet=True, redirect_stdouts=False)
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as done:
+            if done.code not in (None, 0):
+                raise
+    finally:
+        if embedded is not None:
+            embedded.stop()
