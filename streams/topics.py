@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from lifecycle.errors import LeadflowError
 
@@ -158,6 +159,7 @@ def ensure_topics(
     *,
     replication_factor: int = -1,
     timeout_ms: int = 10_000,
+    client_kwargs: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
     """Create every topic that does not exist yet; return ``{name: partition count}`` of all of them.
 
@@ -165,6 +167,8 @@ def ensure_topics(
     names). Existing topics are left alone, whatever their count: the caller decides whether a
     mismatch matters (faust requires tables and their source to be co-partitioned).
     ``replication_factor=-1`` takes the broker's default (Kafka >= 2.4; Tansu ignores it).
+    ``client_kwargs``: extra ``KafkaAdminClient`` arguments, e.g. the security settings of
+    ``streams.config.kafka_python_kwargs``.
     """
     from kafka.admin import KafkaAdminClient
 
@@ -173,7 +177,7 @@ def ensure_topics(
         return {}
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="leadflow-admin",
-                                 request_timeout_ms=timeout_ms)
+                                 request_timeout_ms=timeout_ms, **dict(client_kwargs or {}))
     except Exception as exc:  # noqa: BLE001 - kafka-python raises several unrelated types here
         raise TopicError(f"cannot reach broker {bootstrap}: {exc}") from exc
     try:

@@ -1,0 +1,498 @@
+"""Deployment configuration: one frozen, validated settings object from the environment and a file.
+
+Where a value comes from, first match wins: the command line (``overrides``), a ``LEADFLOW_*``
+environment variable, the TOML file given with ``--config``, the built-in default. Every option is
+declared once in ``OPTIONS`` (its variable, its key in the file, its default and its meaning): that
+list drives loading, the README's configuration table and the compose file test.
+
+Validation happens once, at start-up, and reports every bad value at once: a :class:`SettingsError`
+(a :class:`ConfigError`, exit status 2) with one line per problem, each naming the variable (or the
+file key) and the value. Secrets (``LEADFLOW_SASL_PASSWORD``, the password inside ``LEADFLOW_SQL_URL``)
+are never shown by ``repr`` or in an error message.
+
+The config file mirrors the variables, grouped::
+
+    broker = "kafka-1:9092,kafka-2:9092"
+    app_id = "leadflow"
+    partitions = 12
+    replication_factor = 3
+    policy = "/etc/leadflow/policy.toml"
+    format = "avro"
+    schema_registry_url = "http://schema-registry:8081"
+
+    [topics]                       # any of: form_fills email_engagement sales_activity
+    form_fills = "crm.form_fills"  #   deal_stages lifecycle alerts dlq
+
+    [security]
+    protocol = "SASL_SSL"          # PLAINTEXT SSL SASL_PLAINTEXT SASL_SSL
+    sasl_mechanism = "SCRAM-SHA-512"
+    sasl_username = "leadflow"
+    sasl_password = "..."          # better: LEADFLOW_SASL_PASSWORD from a secret store
+    ssl_cafile = "/etc/kafka/ca.pem"
+
+    [sinks]
+    sql_url = "postgresql://leadflow@db/leadflow"
+    webhook_url = "https://alerts.example.com/hook"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import ssl
+import tomllib
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lifecycle.errors import ConfigError
+from streams.broker import parse_bootstrap
+from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics
+
+PREFIX = "LEADFLOW_"
+ENV_CONFIG = "LEADFLOW_CONFIG"
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+FORMATS = ("json", "avro")
+_TOPIC_FIELDS = ("form_fills", "email_engagement", "sales_activity", "deal_stages",
+                 "lifecycle", "alerts", "dlq")
+_TOPIC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Topics) if f.name in _TOPIC_FIELDS}
+_LEGAL_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+
+
+class SettingsError(ConfigError):
+    """One or more bad configuration values; ``problems`` has one line per value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        count = len(self.problems)
+        head = "bad configuration value" if count == 1 else f"{count} bad configuration values"
+        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+
+
+class Secret:
+    """A value that never shows itself in ``repr``/``str``; ``reveal()`` hands it to a client."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+# -- the options -------------------------------------------------------------------------------
+
+
+class _Bad(ValueError):
+    """A value that does not parse; the message says what was expected."""
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise _Bad("must not be empty")
+    return value
+
+
+def _bootstrap(value: str) -> str:
+    try:
+        return parse_bootstrap(value)
+    except ConfigError as exc:
+        raise _Bad("expected host:port[,host:port], kafka://host:port or tcp://host:port") from exc
+
+
+def _int_at_least(low: int) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        try:
+            number = int(str(value).strip())
+        except ValueError:
+            raise _Bad("not an integer") from None
+        if number < low:
+            raise _Bad(f"must be >= {low}")
+        return number
+    return parse
+
+
+def _replication(value: str) -> int:
+    number = _int_at_least(-1)(value)
+    if number == 0:
+        raise _Bad("must be >= 1, or -1 for the broker's default")
+    return number
+
+
+def _choice(choices: tuple[str, ...], *, upper: bool) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        norm = value.strip().upper() if upper else value.strip().lower()
+        if norm not in choices:
+            raise _Bad("expected one of " + ", ".join(choices))
+        return norm
+    return parse
+
+
+def _topic(value: str) -> str:
+    value = value.strip()
+    if not value or len(value) > 249 or value in (".", "..") or set(value) - _LEGAL_TOPIC_CHARS:
+        raise _Bad("not a legal Kafka topic name ([a-zA-Z0-9._-], 1-249 characters)")
+    return value
+
+
+def _http_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Bad("expected an http:// or https:// URL")
+    return value
+
+
+def _sql_url(value: str) -> str:
+    value = value.strip()
+    parts = urllib.parse.urlsplit(value)
+    if not parts.scheme:
+        raise _Bad("expected a database URL, e.g. postgresql://user@host/db or sqlite:///path")
+    return value
+
+
+def _file(value: str) -> str:
+    value = value.strip()
+    if not Path(value).is_file():
+        raise _Bad("no such file")
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting: its environment variable, its key in the config file, default and meaning."""
+
+    name: str                      # attribute of Settings (topics: "topic_<field>")
+    env: str
+    key: str                       # dotted key in the config file
+    default: Any
+    meaning: str
+    parse: Callable[[str], Any] = field(repr=False, default=_text)
+    secret: bool = False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("broker", "LEADFLOW_BROKER", "broker", None,
+           "Kafka bootstrap servers `host:port[,host:port]`; unset: `leadflow worker`/`demo` start the "
+           "embedded broker", _bootstrap),
+    Option("app_id", "LEADFLOW_APP_ID", "app_id", DEFAULT_APP_ID,
+           "consumer group id and prefix of internal topics (`<app_id>.events-by-lead`, changelogs)",
+           _topic),
+    Option("partitions", "LEADFLOW_PARTITIONS", "partitions", DEFAULT_PARTITIONS,
+           "partitions of every topic leadflow creates: the most workers that can share the work",
+           _int_at_least(1)),
+    Option("replication_factor", "LEADFLOW_REPLICATION_FACTOR", "replication_factor", -1,
+           "replication factor of the topics leadflow creates; -1: the broker's default",
+           _replication),
+    Option("policy", "LEADFLOW_POLICY", "policy", None,
+           "policy TOML file (SPEC section 7); unset: the built-in defaults", _file),
+    Option("format", "LEADFLOW_FORMAT", "format", "json",
+           "wire format of the output records: `json` or `avro` (Confluent framing; needs the "
+           "schema registry). Inputs are accepted in both", _choice(FORMATS, upper=False)),
+    Option("schema_registry_url", "LEADFLOW_SCHEMA_REGISTRY_URL", "schema_registry_url", None,
+           "Confluent-compatible schema registry, e.g. `http://schema-registry:8081`", _http_url),
+    *(
+        Option(f"topic_{name}", f"LEADFLOW_TOPIC_{name.upper()}", f"topics.{name}", default,
+               f"{'input' if name in _TOPIC_FIELDS[:4] else 'output'} topic", _topic)
+        for name, default in _TOPIC_DEFAULTS.items()
+    ),
+    Option("security_protocol", "LEADFLOW_SECURITY_PROTOCOL", "security.protocol", "PLAINTEXT",
+           "Kafka security protocol: " + ", ".join(SECURITY_PROTOCOLS),
+           _choice(SECURITY_PROTOCOLS, upper=True)),
+    Option("sasl_mechanism", "LEADFLOW_SASL_MECHANISM", "security.sasl_mechanism", None,
+           "SASL mechanism (SASL_* protocols): " + ", ".join(SASL_MECHANISMS),
+           _choice(SASL_MECHANISMS, upper=True)),
+    Option("sasl_username", "LEADFLOW_SASL_USERNAME", "security.sasl_username", None,
+           "SASL user name", _text),
+    Option("sasl_password", "LEADFLOW_SASL_PASSWORD", "security.sasl_password", None,
+           "SASL password; never logged", lambda v: Secret(_text(v)), secret=True),
+    Option("ssl_cafile", "LEADFLOW_SSL_CAFILE", "security.ssl_cafile", None,
+           "PEM file of the CA that signed the brokers' certificates (SSL, SASL_SSL)", _file),
+    Option("ssl_certfile", "LEADFLOW_SSL_CERTFILE", "security.ssl_certfile", None,
+           "PEM client certificate, for brokers that require mutual TLS", _file),
+    Option("ssl_keyfile", "LEADFLOW_SSL_KEYFILE", "security.ssl_keyfile", None,
+           "PEM private key of the client certificate", _file),
+    Option("topic_prefix", "LEADFLOW_TOPIC_PREFIX", "topics.prefix", None,
+           "prefix of every default topic name (`<prefix>.lead.form_fills` ...): one isolated "
+           "deployment per prefix on a shared cluster; LEADFLOW_TOPIC_* still win", _topic),
+    Option("web_host", "LEADFLOW_WEB_HOST", "web_host", "127.0.0.1",
+           "host name or address other workers use to reach this worker's web port "
+           "(`GET /leads/{id}` is routed to the lead's owner); set it on a real network", _text),
+    Option("loglevel", "LEADFLOW_LOGLEVEL", "loglevel", "warning",
+           "worker log level: debug, info, warning, error",
+           _choice(("debug", "info", "warning", "error", "critical"), upper=False)),
+    Option("sql_url", "LEADFLOW_SQL_URL", "sinks.sql_url", None,
+           "database the SQL sink writes lifecycle and alert records to", _sql_url, secret=True),
+    Option("webhook_url", "LEADFLOW_WEBHOOK_URL", "sinks.webhook_url", None,
+           "URL the webhook sink POSTs alerts to", _http_url),
+)
+
+ENV_VARS: tuple[str, ...] = tuple(o.env for o in OPTIONS)
+_BY_NAME = {o.name: o for o in OPTIONS}
+_BY_KEY = {o.key: o for o in OPTIONS}
+
+
+# -- the settings object -----------------------------------------------------------------------
+
+
+def _redact_url(url: str | None) -> str | None:
+    if url is None:
+        return None
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a deployment configures; build it with :func:`load_settings`."""
+
+    broker: str | None = None
+    app_id: str = DEFAULT_APP_ID
+    partitions: int = DEFAULT_PARTITIONS
+    replication_factor: int = -1
+    policy: str | None = None
+    format: str = "json"
+    schema_registry_url: str | None = None
+    topics: Topics = field(default_factory=Topics)
+    topic_prefix: str | None = None
+    web_host: str = "127.0.0.1"
+    loglevel: str = "warning"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: Secret | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    sql_url: str | None = field(default=None, repr=False)
+    webhook_url: str | None = None
+    #: where each value came from: ``{name: "env" | "file" | "override"}`` (defaults absent)
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in dataclasses.fields(self):
+            if f.name in ("sources", "sasl_password", "sql_url"):
+                continue
+            shown.append(f"{f.name}={getattr(self, f.name)!r}")
+        shown.append(f"sasl_password={'Secret(********)' if self.sasl_password else None}")
+        shown.append(f"sql_url={_redact_url(self.sql_url)!r}")
+        return "Settings(" + ", ".join(shown) + ")"
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    @property
+    def uses_ssl(self) -> bool:
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+
+def _problems(values: Mapping[str, Any], sources: Mapping[str, str], failed: set[str]) -> list[str]:
+    """Checks that involve more than one value, of values that parsed; one line per problem."""
+    if "security_protocol" in failed:
+        failed = failed | {o.name for o in OPTIONS if o.key.startswith("security.")}
+
+    def where(name: str) -> str:
+        option = _BY_NAME[name]
+        return option.env if sources.get(name) != "file" else f"{option.key} (config file)"
+
+    problems = []
+    protocol = values["security_protocol"]
+    if protocol.startswith("SASL_"):
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if values[name] is None and name not in failed:
+                problems.append(f"{_BY_NAME[name].env}: required when "
+                                f"LEADFLOW_SECURITY_PROTOCOL={protocol}")
+    else:
+        for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+            if values[name] is not None and name not in failed:
+                problems.append(f"{where(name)}: set, but LEADFLOW_SECURITY_PROTOCOL={protocol} "
+                                "uses no SASL (use SASL_PLAINTEXT or SASL_SSL)")
+    if protocol not in ("SSL", "SASL_SSL"):
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if values[name] is not None and name not in failed:
+                problems.append(f"{where(name)}: set, but LEADFLOW_SECURITY_PROTOCOL={protocol} "
+                                "uses no TLS (use SSL or SASL_SSL)")
+    if not failed & {"ssl_certfile", "ssl_keyfile"} and \
+            (values["ssl_certfile"] is None) != (values["ssl_keyfile"] is None):
+        problems.append("LEADFLOW_SSL_CERTFILE and LEADFLOW_SSL_KEYFILE: give both or neither")
+    if values["format"] == "avro" and values["schema_registry_url"] is None \
+            and "schema_registry_url" not in failed:
+        problems.append("LEADFLOW_SCHEMA_REGISTRY_URL: required when LEADFLOW_FORMAT=avro")
+    names = {o.env: values[o.name] for o in OPTIONS if o.name.startswith("topic_") and o.name not in failed}
+    seen: dict[str, str] = {}
+    for env, topic in names.items():
+        if topic is None:
+            continue
+        if topic in seen:
+            problems.append(f"{env}: topic {topic!r} is also {seen[topic]}; every topic must be distinct")
+        seen.setdefault(topic, env)
+    return problems
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, dotted + "."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError([f"config file {path}: no such file"]) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError([f"config file {path}: {exc}"]) from exc
+    return _flatten(data)
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Validated settings from ``overrides`` (command line), ``environ``, ``config_file``, defaults.
+
+    ``environ`` defaults to ``os.environ``; ``config_file`` to ``$LEADFLOW_CONFIG`` when set.
+    An empty variable counts as unset. ``overrides`` use the names of :class:`Settings` fields
+    (``broker=``, ``policy=``); ``None`` means "not given". Raises :class:`SettingsError` listing
+    every bad value.
+    """
+    env = dict(os.environ if environ is None else environ)
+    if config_file is None and env.get(ENV_CONFIG, "").strip():
+        config_file = env[ENV_CONFIG].strip()
+    problems: list[str] = []
+    from_file = _read_file(config_file) if config_file is not None else {}
+    for key in from_file:
+        if key not in _BY_KEY:
+            problems.append(f"{key} (config file {config_file}): unknown key; known keys: "
+                            + ", ".join(sorted(_BY_KEY)))
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    failed: set[str] = set()
+    for option in OPTIONS:
+        raw: Any = None
+        if overrides.get(option.name) is not None:
+            raw, source, label = overrides[option.name], "override", option.env
+        elif env.get(option.env, "").strip():
+            raw, source, label = env[option.env], "env", option.env
+        elif from_file.get(option.key) is not None:
+            raw, source, label = from_file[option.key], "file", f"{option.key} (config file {config_file})"
+        if raw is None:
+            values[option.name] = option.default
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, (str, int)):
+            problems.append(f"{label}: expected a string or an integer, got {type(raw).__name__}")
+            values[option.name] = option.default
+            failed.add(option.name)
+            continue
+        try:
+            values[option.name] = option.parse(str(raw))
+            sources[option.name] = source
+        except _Bad as bad:
+            shown = "********" if option.secret else str(raw)
+            problems.append(f"{label}={shown!r}: {bad}")
+            values[option.name] = option.default
+            failed.add(option.name)
+    unknown_overrides = set(overrides) - set(_BY_NAME)
+    if unknown_overrides:
+        raise TypeError(f"unknown settings: {sorted(unknown_overrides)}")
+    problems.extend(_problems(values, sources, failed))
+    if problems:
+        raise SettingsError(problems)
+
+    prefix = values["topic_prefix"]
+    names = {}
+    for name in _TOPIC_FIELDS:
+        given = f"topic_{name}" in sources
+        names[name] = values[f"topic_{name}"] if given or not prefix else f"{prefix}.{values[f'topic_{name}']}"
+    topics = Topics(app_id=values["app_id"], partitions=values["partitions"], **names)
+    plain = {k: v for k, v in values.items() if not k.startswith("topic_") or k == "topic_prefix"}
+    return Settings(topics=topics, sources=sources, **plain)
+
+
+# -- client keyword arguments ------------------------------------------------------------------
+
+
+def kafka_python_kwargs(settings: Settings) -> dict[str, Any]:
+    """Security keyword arguments for any kafka-python client (producer, consumer, admin).
+
+    The bootstrap servers are not included: callers may have resolved an embedded broker instead.
+    """
+    kwargs: dict[str, Any] = {"security_protocol": settings.security_protocol}
+    if settings.uses_sasl:
+        assert settings.sasl_password is not None
+        kwargs.update(sasl_mechanism=settings.sasl_mechanism,
+                      sasl_plain_username=settings.sasl_username,
+                      sasl_plain_password=settings.sasl_password.reveal())
+    if settings.uses_ssl:
+        kwargs["ssl_check_hostname"] = True
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(settings, name) is not None:
+                kwargs[name] = getattr(settings, name)
+    return kwargs
+
+
+def ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    """The TLS context of the SSL/SASL_SSL protocols (system CAs unless ``ssl_cafile``)."""
+    if not settings.uses_ssl:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.ssl_cafile)
+    if settings.ssl_certfile is not None:
+        context.load_cert_chain(settings.ssl_certfile, settings.ssl_keyfile)
+    return context
+
+
+def faust_kwargs(settings: Settings) -> dict[str, Any]:
+    """``broker_credentials`` for ``faust.App`` (empty for PLAINTEXT); merge into ``faust_settings``."""
+    import faust
+
+    if settings.security_protocol == "PLAINTEXT":
+        return {}
+    context = ssl_context(settings)
+    if settings.uses_sasl:
+        assert settings.sasl_password is not None
+        credentials: Any = faust.SASLCredentials(
+            username=settings.sasl_username, password=settings.sasl_password.reveal(),
+            mechanism=settings.sasl_mechanism, ssl_context=context)
+    else:
+        credentials = faust.SSLCredentials(context)
+    return {"broker_credentials": credentials}
+
+
+def configuration_table() -> str:
+    """The README's configuration table (markdown), generated from ``OPTIONS``."""
+    rows = ["| variable | config file key | default | meaning |", "|---|---|---|---|"]
+    for o in OPTIONS:
+        default = "—" if o.default is None else f"`{o.default}`"
+        rows.append(f"| `{o.env}` | `{o.key}` | {default} | {o.meaning} |")
+    rows.append(f"| `{ENV_CONFIG}` | — | — | the TOML config file (same as `--config`) |")
+    return "\n".join(rows)
