@@ -1,0 +1,147 @@
+"""The report's figures against a hand-computed scenario, from every source, and its command."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from lifecycle.records import AlertRecord, LifecycleRecord
+from schemas.wire import record_json
+from sinks.report import Report, build_report, render_json, render_text, report_command
+from sinks.report_sources import load_kafka, load_replay_dir, load_sql
+from sinks.sql import SqlSink
+from tests.sinks import report_scenario as s
+
+
+@pytest.fixture
+def report() -> Report:
+    return build_report(s.lifecycle_records(), s.alert_records())
+
+
+def test_totals(report: Report) -> None:
+    assert (report.leads, report.transitions, report.alerts) == (s.LEADS, s.TRANSITIONS, s.ALERTS)
+
+
+def test_funnel_and_conversion(report: Report) -> None:
+    assert {f.stage: f.reached for f in report.funnel} == s.REACHED
+    assert {f.stage: f.current for f in report.funnel} == s.CURRENT
+    got = {(c.from_stage, c.to_stage): (c.leads, c.converted) for c in report.conversions}
+    assert got == s.CONVERSIONS
+    rates = {(c.from_stage, c.to_stage): c.rate for c in report.conversions}
+    assert rates[("mql", "sal")] == pytest.approx(4 / 6)
+
+
+def test_time_in_stage(report: Report) -> None:
+    got = {t.stage: (t.count, t.median_ms, t.p90_ms) for t in report.time_in_stage if t.count}
+    assert got == s.TIME_IN_STAGE
+    assert next(t for t in report.time_in_stage if t.stage == "new").histogram == s.NEW_HISTOGRAM
+
+
+def test_sla_compliance(report: Report) -> None:
+    def table(rows: tuple) -> dict:
+        return {c.group: (c.met, c.late, c.open, c.in_progress) for c in rows}
+
+    assert table(report.compliance_by_sla) == s.BY_SLA
+    assert table(report.compliance_by_owner) == s.BY_OWNER
+    assert table(report.compliance_by_team) == s.BY_TEAM
+    first_touch = next(c for c in report.compliance_by_sla if c.group == "first_touch")
+    assert first_touch.rate == pytest.approx(0.8)
+
+
+def test_reasons_lost_and_instant_handoffs(report: Report) -> None:
+    assert [(r.decision, r.reason, r.count) for r in report.reasons] == s.REASONS
+    assert [(x.from_stage, x.recycled, x.disqualified) for x in report.lost] == s.LOST
+    assert dict(report.instant_handoffs) == s.INSTANT
+
+
+def test_is_deterministic_and_order_independent() -> None:
+    lifecycle, alerts = s.lifecycle_records(), s.alert_records()
+    assert build_report(lifecycle, alerts) == build_report(list(reversed(lifecycle)), list(reversed(alerts)))
+
+
+def test_renders_json_and_text(report: Report) -> None:
+    data = json.loads(render_json(report))
+    assert data["leads"] == s.LEADS
+    assert data["compliance_by_sla"][1] == {"group": "first_touch", "met": 4, "late": 0, "open": 1,
+                                            "in_progress": 0, "rate": 0.8}
+    assert data["first_at"] == "2026-01-05T09:00:00.000Z"
+    console = Console(record=True, width=140)
+    render_text(report, console)
+    text = console.export_text()
+    for needle in ("Funnel", "mql → sal", "66.7%", "SLA compliance by team", "no_budget", "rep-2"):
+        assert needle in text
+
+
+def test_empty_input_gives_an_empty_report() -> None:
+    report = build_report([], [])
+    assert report.leads == 0 and all(f.reached == 0 for f in report.funnel)
+    assert all(c.rate is None for c in report.conversions)
+    json.loads(render_json(report))
+
+
+# -- sources --------------------------------------------------------------------------------------
+
+def write_replay_dir(directory: Path, lifecycle: list[LifecycleRecord], alerts: list[AlertRecord]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "lifecycle.jsonl").write_bytes(b"".join(record_json(r) + b"\n" for r in lifecycle))
+    (directory / "alerts.jsonl").write_bytes(b"".join(record_json(a) + b"\n" for a in alerts))
+    (directory / "dlq.jsonl").write_bytes(b"")
+    return directory
+
+
+def test_from_replay_output(tmp_path: Path, report: Report) -> None:
+    out = write_replay_dir(tmp_path / "out", s.lifecycle_records(), s.alert_records())
+    assert build_report(*load_replay_dir(out)) == report
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_from_a_sql_sink(backend: str, tmp_path: Path, request: pytest.FixtureRequest, report: Report) -> None:
+    url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    with SqlSink(url, batch_size=5) as sink:
+        sink.add_all([*s.lifecycle_records(), *s.alert_records()])
+    lifecycle, alerts = load_sql(url)
+    # SQL reads back in time order; the report does not depend on order
+    assert build_report(lifecycle, alerts) == report
+
+
+def test_from_kafka_topics(bootstrap: str, unique_name: Callable[..., str], report: Report) -> None:
+    from streams.topics import ensure_topics
+    from tests.kafka_helpers import produce
+
+    lifecycle_topic, alerts_topic = unique_name("lifecycle"), unique_name("alerts")
+    ensure_topics(bootstrap, [lifecycle_topic, alerts_topic], partitions=3)
+    produce(bootstrap, lifecycle_topic, [(r.lead_id, record_json(r)) for r in s.lifecycle_records()])
+    produce(bootstrap, alerts_topic, [(a.lead_id, record_json(a)) for a in s.alert_records()])
+    lifecycle, alerts = load_kafka(f"kafka://{bootstrap}?lifecycle={lifecycle_topic}&alerts={alerts_topic}",
+                                   idle=1.0)
+    assert len(lifecycle) == len(s.lifecycle_records())  # counted, repeats included
+    assert build_report(lifecycle, alerts) == report
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+def test_report_command_json_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = write_replay_dir(tmp_path / "out", s.lifecycle_records(), s.alert_records())
+    html = tmp_path / "report.html"
+    assert report_command(str(out), "json", str(html)) == 0
+    assert json.loads(capsys.readouterr().out)["transitions"] == s.TRANSITIONS
+    assert "<svg" in html.read_text()
+    assert report_command(str(out), "text", None) == 0
+    assert "Funnel" in capsys.readouterr().out
+
+
+def test_report_command_bad_sources(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert report_command(str(tmp_path / "missing"), "text", None) == 2
+    assert report_command("ftp://x", "text", None) == 2
+    assert report_command(str(tmp_path), "text", None) == 2  # a directory without lifecycle.jsonl
+    assert report_command(str(tmp_path), "yaml", None) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("leadflow report: ") for line in err)
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "lifecycle.jsonl").write_text("{nope\n")
+    assert report_command(str(bad), "text", None) == 1
