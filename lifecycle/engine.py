@@ -26,7 +26,7 @@ from lifecycle.events import (
 from lifecycle.lead import BREACH, ESCALATION, HISTORY_LENGTH, WARNING, Lead, OpenSla
 from lifecycle.policy import Policy
 from lifecycle.records import AlertRecord, LifecycleRecord
-from lifecycle.stages import TERMINAL, Stage, Trigger, move, skipped_stages
+from lifecycle.stages import SKIPPED_NAMES, TERMINAL, Stage, Trigger, move
 
 Records = list[LifecycleRecord | AlertRecord]
 
@@ -49,6 +49,7 @@ _DISPOSITION_TRIGGER = {
     "disqualify": Trigger.DISQUALIFY,
 }
 _intern = sys.intern
+_NEW = Stage.NEW._value_  # ``_value_``: Enum's ``.value`` is a property, measurably slow per event
 
 
 class Outcome(NamedTuple):
@@ -80,7 +81,7 @@ class Engine:
             lead = Lead(_intern(event.lead_id), created_at=event.occurred_at)
             lead.stage_entered_at = event.occurred_at
             records.append(self._transition_record(lead, None, Stage.NEW, event, None))
-            lead.history = ((Stage.NEW.value, event.occurred_at, event.event_type),)
+            lead.history = ((_NEW, event.occurred_at, event.event_type),)
         elif lead.has_seen(digest):
             return Outcome(lead, records, True)
         else:
@@ -198,7 +199,7 @@ class Engine:
         lead.slas = ()
         lead.stage = dest
         lead.stage_entered_at = at
-        lead.history = (lead.history + ((dest.value, at, event.event_type),))[-HISTORY_LENGTH:]
+        lead.history = (lead.history + ((dest._value_, at, event.event_type),))[-HISTORY_LENGTH:]
         if dest is Stage.MQL:
             if lead.owner_id is None:
                 lead.mql_owners = ()
@@ -224,17 +225,17 @@ class Engine:
         reason: str | None = None,
     ) -> LifecycleRecord:
         return LifecycleRecord(
-            transition_id=ids.transition_id(lead.lead_id, event.event_id, dest.value),
+            transition_id=ids.transition_id(lead.lead_id, event.event_id, dest._value_),
             lead_id=lead.lead_id,
-            from_stage=source.value if source is not None else None,
-            to_stage=dest.value,
+            from_stage=source._value_ if source is not None else None,
+            to_stage=dest._value_,
             trigger_event_id=event.event_id,
             trigger_event_type=event.event_type,
             occurred_at=event.occurred_at,
             owner_id=lead.owner_id,
             team=lead.team,
             score=lead.score,
-            skipped_stages=tuple(s.value for s in skipped_stages(source, dest)) if source else (),
+            skipped_stages=SKIPPED_NAMES[source, dest] if source is not None else (),
             time_in_previous_stage_ms=time_in_previous,
             reason=reason,
         )
@@ -341,7 +342,7 @@ class Engine:
             sla=sla,
             reason=reason,
             level=level,
-            stage=(stage or lead.stage).value,
+            stage=(stage or lead.stage)._value_,
             owner_id=lead.owner_id,
             team=lead.team,
             started_at=started_at,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 
 
 def stable_id(*parts: str) -> str:
     """A UUID-shaped id derived from ``parts`` (BLAKE2b; parts are joined with a unit separator)."""
-    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).digest()
-    return str(uuid.UUID(bytes=digest))
+    h = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16).hexdigest()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def transition_id(lead_id: str, trigger_event_id: str, to_stage: str) -> str:

@@ -85,9 +85,20 @@ class Lead:
         self.seen = seen  # concatenated 8-byte digests of every event id applied
 
     def copy(self) -> Lead:
+        # Every field holds an immutable value, so a shallow copy is a full one.
         clone = Lead.__new__(Lead)
-        for name in Lead.__slots__:
-            setattr(clone, name, getattr(self, name))
+        clone.lead_id = self.lead_id
+        clone.stage = self.stage
+        clone.owner_id = self.owner_id
+        clone.team = self.team
+        clone.score = self.score
+        clone.created_at = self.created_at
+        clone.stage_entered_at = self.stage_entered_at
+        clone.last_activity_at = self.last_activity_at
+        clone.slas = self.slas
+        clone.mql_owners = self.mql_owners
+        clone.history = self.history
+        clone.seen = self.seen
         return clone
 
     def has_seen(self, digest: bytes) -> bool:

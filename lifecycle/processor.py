@@ -14,6 +14,7 @@ from typing import MutableMapping
 from lifecycle.engine import Engine, Outcome, Records
 from lifecycle.events import LeadEvent
 from lifecycle.lead import Lead
+from lifecycle.records import LifecycleRecord
 from lifecycle.timers import TimerSet
 
 
@@ -45,8 +46,9 @@ class Processor:
 
     def submit(self, event: LeadEvent) -> Records:
         """Advance the clock to the event's time, fire what fell due before it, then apply it."""
-        records = self.advance(event.occurred_at, inclusive=False)
-        now = event.occurred_at if self.clock is None else max(self.clock, event.occurred_at)
+        at = event.occurred_at
+        records = self.advance(at, inclusive=False) if self.timers.any_due(at) else []
+        now = at if self.clock is None or at > self.clock else self.clock
         self.clock = now
         outcome = self.engine.apply(self.leads.get(event.lead_id), event, now)
         self.tally.read += 1
@@ -83,7 +85,7 @@ class Processor:
         self.leads[lead.lead_id] = lead
         self.timers.set(lead.lead_id, lead.wake_at)
         for record in outcome.records:
-            if hasattr(record, "transition_id"):
+            if type(record) is LifecycleRecord:
                 self.tally.transitions += 1
             else:
                 self.tally.alerts[record.type] += 1  # type: ignore[union-attr]

@@ -77,32 +77,31 @@ TRANSITIONS: Final = (
 
 
 class _Cursor:
-    """The machine's only model: it holds the stage of whichever lead is being moved."""
+    """The machine's only model: it holds the stage (by name) of whichever lead is being moved."""
 
-    state: Stage
+    state: str
 
 
 _CURSOR: Final = _Cursor()
+# States are the stages' string values: transitions handles Enum states through properties that cost
+# more than the rest of a trigger, and the engine maps names back to ``Stage`` with one dict lookup.
 MACHINE: Final = Machine(
     model=_CURSOR,
-    states=Stage,
+    states=[stage.value for stage in Stage],
     transitions=[
-        {"trigger": trigger.value, "source": list(sources), "dest": dest}
+        {"trigger": trigger.value, "source": [s.value for s in sources], "dest": dest.value}
         for trigger, sources, dest in TRANSITIONS
     ],
-    initial=Stage.NEW,
+    initial=Stage.NEW.value,
     auto_transitions=False,
     ignore_invalid_triggers=True,
 )
+_BY_VALUE: Final = {stage.value: stage for stage in Stage}
 
 # (stage, trigger) pairs that move a lead, read off the machine once, so that events that move
 # nothing (the common case) cost a set lookup instead of a trigger call.
-def _stage_of(name: str) -> Stage:
-    return Stage[name]
-
-
 _MOVES: Final = {
-    (_stage_of(source), Trigger(name))
+    (_BY_VALUE[source], Trigger(name)): name
     for name, event in MACHINE.events.items()
     for source in event.transitions
 }
@@ -115,11 +114,12 @@ def can_move(stage: Stage, trigger: Trigger) -> bool:
 
 def move(stage: Stage, trigger: Trigger) -> Stage | None:
     """The stage ``trigger`` takes a lead in ``stage`` to, or ``None`` when it moves nothing."""
-    if (stage, trigger) not in _MOVES:
+    name = _MOVES.get((stage, trigger))
+    if name is None:
         return None
-    _CURSOR.state = stage
-    getattr(_CURSOR, "trigger")(trigger.value)
-    return _CURSOR.state
+    _CURSOR.state = stage._value_
+    getattr(_CURSOR, "trigger")(name)
+    return _BY_VALUE[_CURSOR.state]
 
 
 def skipped_stages(source: Stage, dest: Stage) -> tuple[Stage, ...]:
@@ -129,3 +129,9 @@ def skipped_stages(source: Stage, dest: Stage) -> tuple[Stage, ...]:
     if lo is None or hi is None or hi <= lo + 1:
         return ()
     return MAIN_PATH[lo + 1 : hi]
+
+
+#: (source, dest) -> the skipped stages' names, as lifecycle records carry them.
+SKIPPED_NAMES: Final = {
+    (source, dest): tuple(s.value for s in skipped_stages(source, dest)) for source in Stage for dest in Stage
+}

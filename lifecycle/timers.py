@@ -46,6 +46,11 @@ class TimerSet:
         if current is not None:
             self._maybe_compact()
 
+    def any_due(self, until: int) -> bool:
+        """Whether a timer may be due before ``until``: O(1), stale entries answer True harmlessly."""
+        heap = self._heap
+        return bool(heap) and heap[0][0] < until
+
     def next_due(self) -> int | None:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
