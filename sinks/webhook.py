@@ -187,7 +187,7 @@ class WebhookSink(Sink):
         self.closed = False
         self.delivered = 0
         self.failed = 0
-        self._seconds_per_delivery = 0.05  # moving estimate, feeds SinkFull.retry_after
+        self._seconds_per_delivery = 0.01  # moving estimate, feeds SinkFull.retry_after
         self._workers = [
             threading.Thread(target=self._run, name=f"leadflow-webhook-{i}", daemon=True) for i in range(workers)
         ]
@@ -207,8 +207,9 @@ class WebhookSink(Sink):
         except queue.Full:
             with self._idle:
                 self._pending -= 1
+            # long enough for about a quarter of the queue to drain at the recent delivery rate
             wait = self._queue.maxsize * self._seconds_per_delivery / len(self._workers) / 4
-            raise SinkFull(min(max(wait, 0.01), 5.0), "webhook queue full") from None
+            raise SinkFull(min(max(wait, 0.001), 5.0), "webhook queue full") from None
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued alert is delivered or dead-lettered; False if ``timeout`` ran out."""
