@@ -159,3 +159,9 @@ def test_new_file_and_bad_revision(repo: Path, capsys: pytest.CaptureFixture[str
     assert "schemas/new.avsc: no previous version at HEAD~1" in capsys.readouterr().out
     assert main(["--dir", str(repo / "schemas"), "--against", "no-such-rev"]) == 2
     assert "unknown revision 'no-such-rev'" in capsys.readouterr().err
+
+
+def test_this_repository_s_schemas_are_backward_compatible(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CI check itself: every schemas/*.avsc against its version in the previous commit."""
+    code = main(["--quiet"])
+    assert code == 0, capsys.readouterr().err
