@@ -231,6 +231,8 @@ class WebhookSink(Sink):
                 break
             if alert is not None:
                 self._give_up(alert, 0, "sink closed before delivery")
+                with self._idle:
+                    self._pending -= 1
         for _ in self._workers:
             try:
                 self._queue.put_nowait(None)
