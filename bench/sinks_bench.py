@@ -10,7 +10,16 @@
   ``SinkFull`` after ``retry_after``) to a local aiohttp receiver running in its own process, against
   the raw baseline: one keep-alive ``http.client`` connection POSTing the same signed bodies in a loop.
 
-Ratios are sink / raw (1.0 = as fast as the raw loop).
+Ratios are sink / raw (1.0 = as fast as the raw loop). Measured here (2 CPUs shared with other
+work, two consecutive runs of the default command, ~7 s each; noise is about ±20%):
+
+    sqlite      50,000   sink 163,575 / 162,217 rec/s   raw 174,342 / 150,206   ratio 0.94 / 1.08
+    postgresql  50,000   sink  42,191 /  42,635 rec/s   raw  30,133 /  46,200   ratio 1.40 / 0.92
+    webhook      5,000   sink   4,613 /   5,321 alerts/s raw  5,138 /   5,061   ratio 0.90 / 1.05
+
+Reading: batching at 1000 costs nothing measurable against one big executemany (the sink's per-record
+work is the row tuple it has to build anyway); the webhook's 4 workers roughly match one tight
+keep-alive loop on 2 CPUs — the GIL, not the network, is the ceiling for a local receiver.
 """
 
 from __future__ import annotations
