@@ -86,7 +86,7 @@ class Engine:
             return Outcome(lead, records, True)
         else:
             lead = lead.copy()
-        lead.seen += digest
+        lead.add_seen(digest)
         if event.occurred_at > lead.last_activity_at:
             lead.last_activity_at = event.occurred_at
         if lead.stage not in TERMINAL:  # customer and disqualified absorb every later event

@@ -16,6 +16,11 @@ WARNING: Final = "warning"
 BREACH: Final = "breach"
 ESCALATION: Final = "escalation"
 HISTORY_LENGTH: Final = 8
+RECENT_SEEN: Final = 64  # digests kept in the compact blob before folding into a set
+
+
+def _digests(blob: bytes) -> list[int]:
+    return [int.from_bytes(blob[i : i + 8], "big") for i in range(0, len(blob), 8)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +59,7 @@ class Lead:
         "mql_owners",
         "history",
         "seen",
+        "seen_older",
     )
 
     def __init__(
@@ -70,6 +76,7 @@ class Lead:
         mql_owners: tuple[str, ...] = (),
         history: tuple[tuple[str, int, str], ...] = (),
         seen: bytes = b"",
+        seen_older: tuple[frozenset[int], ...] = (),
     ) -> None:
         self.lead_id = lead_id
         self.stage = stage
@@ -82,7 +89,12 @@ class Lead:
         self.slas = slas  # open SLA instances of the current stage
         self.mql_owners = mql_owners  # distinct owners while waiting for the first touch (ping-pong)
         self.history = history  # the last HISTORY_LENGTH (to_stage, at, trigger_event_type)
-        self.seen = seen  # concatenated 8-byte digests of every event id applied
+        # Event ids applied, as 8-byte digests: up to RECENT_SEEN in a compact blob (most leads never
+        # get more), older ones in frozenset levels merged like a binary counter, so adding stays
+        # O(log n) amortised for a lead with any number of events; all immutable, so copies of a
+        # lead never share a mutable set.
+        self.seen = seen
+        self.seen_older = seen_older
 
     def copy(self) -> Lead:
         # Every field holds an immutable value, so a shallow copy is a full one.
@@ -99,6 +111,7 @@ class Lead:
         clone.mql_owners = self.mql_owners
         clone.history = self.history
         clone.seen = self.seen
+        clone.seen_older = self.seen_older
         return clone
 
     def has_seen(self, digest: bytes) -> bool:
@@ -108,7 +121,24 @@ class Lead:
             if index % 8 == 0:
                 return True
             index = seen.find(digest, index + 1)
+        if self.seen_older:
+            key = int.from_bytes(digest, "big")
+            return any(key in level for level in self.seen_older)
         return False
+
+    def add_seen(self, digest: bytes) -> None:
+        self.seen += digest
+        if len(self.seen) >= 8 * RECENT_SEEN:
+            levels = list(self.seen_older)
+            merged = frozenset(_digests(self.seen))
+            while levels and len(levels[-1]) <= len(merged):
+                merged = levels.pop() | merged
+            self.seen_older = (*levels, merged)
+            self.seen = b""
+
+    @property
+    def seen_count(self) -> int:
+        return len(self.seen) // 8 + sum(map(len, self.seen_older))
 
     def sla(self, name: str) -> OpenSla | None:
         for sla in self.slas:
@@ -129,7 +159,13 @@ class Lead:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Lead):
             return NotImplemented
-        return all(getattr(self, n) == getattr(other, n) for n in Lead.__slots__)
+        return self.seen_digests() == other.seen_digests() and all(
+            getattr(self, n) == getattr(other, n) for n in Lead.__slots__ if not n.startswith("seen")
+        )
+
+    def seen_digests(self) -> frozenset[int]:
+        """Every applied event id's digest, however it is currently stored."""
+        return frozenset(_digests(self.seen)).union(*self.seen_older)
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -153,12 +189,12 @@ class Lead:
             ],
             "mql_owners": list(self.mql_owners),
             "history": [list(h) for h in self.history],
-            "seen": self.seen.hex(),
+            "seen": (b"".join(d.to_bytes(8, "big") for level in self.seen_older for d in sorted(level)) + self.seen).hex(),
         }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Lead:
-        return cls(
+        lead = cls(
             lead_id=state["lead_id"],
             stage=Stage(state["stage"]),
             owner_id=state["owner_id"],
@@ -173,5 +209,10 @@ class Lead:
             ),
             mql_owners=tuple(state["mql_owners"]),
             history=tuple((h[0], h[1], h[2]) for h in state["history"]),
-            seen=bytes.fromhex(state["seen"]),
         )
+        blob = bytes.fromhex(state["seen"])
+        keep = len(blob) % (8 * RECENT_SEEN)
+        if len(blob) > keep:
+            lead.seen_older = (frozenset(_digests(blob[: len(blob) - keep])),)
+        lead.seen = blob[len(blob) - keep :]
+        return lead
