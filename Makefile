@@ -18,4 +18,6 @@ replay-sample: $(STAMP)
 	$(VENV)/bin/leadflow replay examples/sample-events.jsonl --until 2026-03-20T00:00:00Z
 
 test: $(STAMP)
+	command -v docker-compose >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose)
+	command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
 	$(VENV)/bin/python -m pytest

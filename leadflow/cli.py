@@ -116,6 +116,16 @@ def report(source: str, fmt: str, html_path: str | None) -> None:
         sys.exit(code)
 
 
+def _register_deployment_commands() -> None:
+    from leadflow.cli_deploy import config_command, topics
+
+    cli.add_command(topics)
+    cli.add_command(config_command)
+
+
+_register_deployment_commands()
+
+
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point: one line on stderr and a precise exit status for every failure."""
     prog = "leadflow"
