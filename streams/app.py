@@ -113,6 +113,13 @@ class LeadTable(faust.Table):
 
     owner: "LeadflowApp | None" = None
 
+    def __init__(self, app: faust.App, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        # Raw bytes both ways, set before the changelog topic and the store are made from them: the
+        # changelog key is the lead id itself, as on every other topic (so faust's router hashes the
+        # same bytes as the producers did), and the value is our own JSON document.
+        self.key_serializer = self.value_serializer = "raw"
+
     async def on_rebalance(self, assigned: set[TP], revoked: set[TP], newly_assigned: set[TP],
                            generation_id: int = 0) -> None:
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
@@ -442,9 +449,6 @@ def build_app(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
         key_type=str, value_type=bytes, help="Lead state and outbox by lead_id",
     ))
-    # Raw bytes both ways: the changelog key is the lead id itself, as on every other topic (so
-    # faust's router hashes the same bytes as the producers), and the value is our own JSON.
-    table.key_serializer = table.value_serializer = "raw"
     lf = LeadflowApp(app=app, table=table, topics=topics, engine=Engine(policy), embedded=embedded,
                      lookup=codec.bundled_schemas())
     table.owner = lf

@@ -169,11 +169,11 @@ class Feed:
         self._last: dict[str, tuple[str, float]] = {}
         self.producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
 
-    def send(self, lead_id: str, event_type: str, **fields: Any) -> dict[str, Any]:
+    def send(self, lead_id: str, event_type: str, *, topic: str | None = None, **fields: Any) -> dict[str, Any]:
         body = {"event_id": f"{lead_id}-{uuid.uuid4().hex[:8]}", "event_type": event_type,
                 "lead_id": lead_id, "occurred_at": _now_rfc3339(), **fields}
         value = json.dumps(body).encode()
-        topic = {"form_fill": self.topics.form_fills, "email_engagement": self.topics.email_engagement,
+        topic = topic or {"form_fill": self.topics.form_fills, "email_engagement": self.topics.email_engagement,
                  "deal_stage_change": self.topics.deal_stages}.get(event_type, self.topics.sales_activity)
         last = self._last.get(lead_id)
         if last is not None and last[0] != topic:
@@ -190,8 +190,9 @@ class Feed:
         self.producer.close(timeout=5)
 
 
-def replay(policy_path: Path, events: list[bytes]) -> tuple[set[str], set[str], dict[str, str]]:
-    """(transition ids, alert ids, lead -> final stage) of the same events, timers run to the end."""
+def replay(policy_path: Path, events: list[bytes]) -> tuple[set[str], set[str], dict[str, str], list[Any]]:
+    """(transition ids, alert ids, lead -> final stage, records) of the same events, timers run to
+    the end."""
     processor = Processor(Engine(load_policy(policy_path)))
     records = []
     last = 0
@@ -203,7 +204,7 @@ def replay(policy_path: Path, events: list[bytes]) -> tuple[set[str], set[str], 
     transitions = {r.transition_id for r in records if hasattr(r, "transition_id")}
     alerts = {r.alert_id for r in records if hasattr(r, "alert_id")}
     stages = {lead_id: lead.stage.value for lead_id, lead in processor.leads.items()}
-    return transitions, alerts, stages
+    return transitions, alerts, stages, records
 
 
 def wait_for_ids(bootstrap: str, topics: Topics, transitions: set[str], alerts: set[str],
@@ -299,7 +300,7 @@ def test_events_become_the_replays_lifecycle_and_alert_records_and_bad_messages_
     feed.send("C", "sales_disposition", decision="disqualify", reason="no budget", rep_id="rep-2")
     feed.close()
 
-    expected_t, expected_a, stages = replay(policy, feed.events)
+    expected_t, expected_a, stages, _ = replay(policy, feed.events)
     lifecycle, alerts = wait_for_ids(bootstrap, topics, expected_t, expected_a, timeout=20)
     assert {r["transition_id"] for r in lifecycle} == expected_t
     assert {r["alert_id"] for r in alerts} == expected_a
