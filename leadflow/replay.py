@@ -89,7 +89,9 @@ def replay(
                         if on_record is not None:
                             on_record(dead)
                         continue
-                    write(processor.submit(event))
+                    records = processor.submit(event)
+                    if records:
+                        write(records)
             finally:
                 if not source.is_stdin:
                     stream.close()

@@ -63,6 +63,10 @@ class Engine:
 
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy if policy is not None else Policy()
+        scoring = self.policy.scoring
+        self._form_points = scoring.table("form_fill")
+        self._email_points = scoring.table("email_engagement")
+        self._hand_raisers = scoring.hand_raisers
         self._handlers: dict[type, Callable[[Lead, LeadEvent, int, Records], None]] = {
             FormFilled: self._on_form_fill,
             EmailEngaged: self._on_email,
@@ -112,14 +116,12 @@ class Engine:
     # -- event handlers -----------------------------------------------------------------------
     def _on_form_fill(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
         assert isinstance(event, FormFilled)
-        scoring = self.policy.scoring
-        points = scoring.points_for("form_fill", event.form_type)
-        self._on_activity(lead, event, now, records, points, event.form_type in scoring.hand_raisers)
+        form_type = event.form_type
+        self._on_activity(lead, event, now, records, self._form_points[form_type], form_type in self._hand_raisers)
 
     def _on_email(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
         assert isinstance(event, EmailEngaged)
-        points = self.policy.scoring.points_for("email_engagement", event.action)
-        self._on_activity(lead, event, now, records, points, False)
+        self._on_activity(lead, event, now, records, self._email_points[event.action], False)
 
     def _on_activity(
         self, lead: Lead, event: LeadEvent, now: int, records: Records, points: int, hand_raiser: bool

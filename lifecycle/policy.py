@@ -95,6 +95,23 @@ class Scoring:
             points = self.points.get(f"{event_type}:*", 0)
         return points
 
+    def table(self, event_type: str) -> dict[str, int]:
+        """``qualifier -> points`` memo for one event type, filled as qualifiers are met (hot path)."""
+        return _PointsTable(self, event_type)
+
+
+class _PointsTable(dict):
+    """A dict that asks the scoring for a qualifier it has not seen yet, then remembers it."""
+
+    def __init__(self, scoring: Scoring, event_type: str) -> None:
+        super().__init__()
+        self._scoring = scoring
+        self._event_type = event_type
+
+    def __missing__(self, qualifier: str) -> int:
+        points = self[qualifier] = self._scoring.points_for(self._event_type, qualifier)
+        return points
+
 
 DEFAULT_SLAS: Final = _frozen(
     {
