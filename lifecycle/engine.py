@@ -77,8 +77,12 @@ class Engine:
         }
 
     # -- the two entry points -----------------------------------------------------------------
-    def apply(self, lead: Lead | None, event: LeadEvent, now: int) -> Outcome:
-        """Apply one event. A repeated ``event_id`` changes nothing and is reported as a duplicate."""
+    def apply(self, lead: Lead | None, event: LeadEvent, now: int, *, in_place: bool = False) -> Outcome:
+        """Apply one event. A repeated ``event_id`` changes nothing and is reported as a duplicate.
+
+        The given lead is left as it was unless ``in_place``: a caller that owns the lead and drops
+        the old version (the processor) saves a copy per event.
+        """
         digest = ids.event_digest(event.event_id)
         records: Records = []
         if lead is None:
@@ -88,7 +92,7 @@ class Engine:
             lead.history = ((_NEW, event.occurred_at, event.event_type),)
         elif lead.has_seen(digest):
             return Outcome(lead, records, True)
-        else:
+        elif not in_place:
             lead = lead.copy()
         lead.add_seen(digest)
         if event.occurred_at > lead.last_activity_at:

@@ -50,7 +50,7 @@ class Processor:
         records = self.advance(at, inclusive=False) if self.timers.any_due(at) else []
         now = at if self.clock is None or at > self.clock else self.clock
         self.clock = now
-        outcome = self.engine.apply(self.leads.get(event.lead_id), event, now)
+        outcome = self.engine.apply(self.leads.get(event.lead_id), event, now, in_place=True)
         self.tally.read += 1
         if outcome.duplicate:
             self.tally.duplicates += 1

@@ -135,3 +135,18 @@ def test_a_restart_from_saved_state_changes_no_output(stream, cut):
     if second.clock is not None:
         records.extend(second.advance(second.clock + 30 * 24 * HOUR))
     assert sorted(map(repr, records)) == sorted(map(repr, whole))
+
+
+@fast
+@given(streams)
+def test_apply_leaves_the_given_lead_unchanged_unless_in_place(stream):
+    engine, leads = Engine(Policy()), {}
+    for event in stream:
+        before = leads.get(event.lead_id)
+        snapshot = before.to_state() if before is not None else None
+        outcome = engine.apply(before, event, event.occurred_at)
+        if before is not None:
+            assert before.to_state() == snapshot
+        in_place = engine.apply(Lead.from_state(snapshot) if snapshot else None, event, event.occurred_at, in_place=True)
+        assert in_place.lead == outcome.lead and in_place.records == outcome.records
+        leads[event.lead_id] = outcome.lead
