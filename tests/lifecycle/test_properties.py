@@ -5,41 +5,15 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from lifecycle.engine import Engine
-from lifecycle.events import (
-    DEAL_STAGES,
-    DECISIONS,
-    EMAIL_ACTIONS,
-    DealStageChanged,
-    EmailEngaged,
-    FormFilled,
-    LeadAssigned,
-    SalesDispositioned,
-    SalesTouched,
-)
 from lifecycle.lead import Lead
 from lifecycle.policy import Policy
 from lifecycle.processor import Processor
 from lifecycle.records import AlertRecord, LifecycleRecord
 from lifecycle.stages import TERMINAL
+from tests.strategies import HOUR_MS as HOUR
+from tests.strategies import events
 
-BASE = 1_772_442_000_000  # 2026-03-02T09:00:00Z, a Monday
-HOUR = 3_600_000
-
-common = {
-    "event_id": st.sampled_from([f"e{n}" for n in range(40)]),
-    "lead_id": st.sampled_from(["L1", "L2", "L3"]),
-    "occurred_at": st.integers(BASE, BASE + 20 * 24 * HOUR),
-}
-maybe = lambda values: st.one_of(st.none(), st.sampled_from(values))  # noqa: E731
-events = st.one_of(
-    st.builds(FormFilled, **common, form_type=st.sampled_from(["demo_request", "webinar", "content_download", "pricing", "other"])),
-    st.builds(EmailEngaged, **common, action=st.sampled_from(sorted(EMAIL_ACTIONS))),
-    st.builds(SalesTouched, **common, rep_id=maybe(["r1", "r2"])),
-    st.builds(LeadAssigned, **common, owner_id=st.sampled_from(["r1", "r2", "r3", "r4"]), team=maybe(["na", "emea"])),
-    st.builds(SalesDispositioned, **common, decision=st.sampled_from(sorted(DECISIONS)), reason=maybe(["", "budget"])),
-    st.builds(DealStageChanged, **common, stage=st.sampled_from(sorted(DEAL_STAGES))),
-)
-streams = st.lists(events, max_size=60)
+streams = st.lists(events(), max_size=60)
 fast = settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 
 
