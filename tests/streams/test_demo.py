@@ -1,0 +1,253 @@
+"""``leadflow demo`` end to end, as a user runs it: the real embedded broker, a real worker process,
+real traffic. Once with standard output in a pipe (progress lines and the summary), once in a
+terminal (tmux, fixed size) where the live view is captured as a person would see it.
+
+Both runs go at the same time (the tmux one starts in a module fixture and is captured from a
+background thread) so the pair takes about one run's time (~55 s).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
+
+ROOT = Path(__file__).resolve().parents[2]
+PLAIN_ARGS = ["--duration", "45", "--rate", "30"]
+TMUX_ARGS = ["--duration", "30", "--rate", "30"]
+TMUX_SIZE = (120, 40)
+CAPTURE_AFTER = 25.0
+RUN_TIMEOUT = 110.0
+ALERT_LINE = re.compile(r"\d\d:\d\d:\d\d +L-\d{6} (sla_warning|follow_up_overdue|handoff_broken|sla_resolved)")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("LEADFLOW_BROKER", "COLUMNS", "LINES")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+# -- processes -------------------------------------------------------------------------------------
+
+def _ppids() -> dict[int, int]:
+    out = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            out[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _descendants(root: int) -> dict[int, str]:
+    ppids = _ppids()
+    found: dict[int, str] = {}
+    frontier = [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in ppids.items():
+            if ppid == parent and pid not in found:
+                found[pid] = _cmdline(pid)
+                frontier.append(pid)
+    return found
+
+
+def _alive(pid: int, cmdline: str) -> bool:
+    """Still running (not a zombie) and still the same program."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z" and _cmdline(pid) == cmdline
+
+
+class Watch(threading.Thread):
+    """Remembers every descendant of ``root`` (the worker, the Tansu broker) while it runs."""
+
+    def __init__(self, root: int) -> None:
+        super().__init__(daemon=True)
+        self.root = root
+        self.seen: dict[int, str] = {}
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.seen.update(_descendants(self.root))
+            self.done.wait(0.5)
+
+    def stop(self) -> dict[int, str]:
+        self.done.set()
+        self.join(5)
+        return self.seen
+
+
+def _kill_all(pids: dict[int, str]) -> None:
+    for pid, cmd in pids.items():
+        if _alive(pid, cmd):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _assert_no_leftovers(seen: dict[int, str]) -> None:
+    kinds = {"worker": "leadflow worker", "broker": "tansu"}
+    for name, needle in kinds.items():
+        assert any(needle in cmd for cmd in seen.values()), f"never saw the {name} process: {seen}"
+    time.sleep(0.5)
+    left = {pid: cmd for pid, cmd in seen.items() if _alive(pid, cmd)}
+    _kill_all(left)
+    assert not left, f"processes left behind: {left}"
+
+
+def _count(pattern: str, text: str) -> int:
+    match = re.search(pattern + r"\s+([\d,]+)", text)
+    return int(match.group(1).replace(",", "")) if match else 0
+
+
+# -- the tmux run (a terminal of a fixed size), started first so both runs overlap ---------------
+
+class TmuxDemo:
+    def __init__(self, workdir: Path) -> None:
+        self.socket = f"leadflow-test-{os.getpid()}"
+        self.workdir = workdir
+        self.capture_path = workdir / "demo-live-view.txt"
+        self.final_path = workdir / "demo-final-screen.txt"
+        self.live = ""
+        self.final = ""
+        self.exit_line = ""
+        self.seen: dict[int, str] = {}
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def tmux(self, *args: str, check: bool = True) -> str:
+        done = subprocess.run(["tmux", "-L", self.socket, *args], capture_output=True, text=True,
+                              env=_env(), timeout=10)
+        if check and done.returncode != 0:
+            raise AssertionError(f"tmux {' '.join(args)}: {done.stderr}")
+        return done.stdout
+
+    def start(self) -> "TmuxDemo":
+        cols, rows = TMUX_SIZE
+        command = (f"cd {ROOT} && {sys.executable} -m leadflow demo {' '.join(TMUX_ARGS)}; "
+                   "echo DEMO-EXIT=$?; sleep 600")
+        self.tmux("-f", "/dev/null", "new-session", "-d", "-s", "demo", "-x", str(cols), "-y", str(rows), command)
+        self.started = time.monotonic()
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        try:
+            shell = int(self.tmux("display-message", "-p", "-t", "demo", "#{pane_pid}").strip())
+            watch = Watch(shell)
+            watch.start()
+            while time.monotonic() - self.started < CAPTURE_AFTER:
+                time.sleep(0.2)
+            self.live = self.tmux("capture-pane", "-p", "-t", "demo")
+            self.capture_path.write_text(self.live)
+            deadline = self.started + RUN_TIMEOUT
+            while time.monotonic() < deadline:
+                screen = self.tmux("capture-pane", "-p", "-S", "-200", "-t", "demo")
+                found = re.search(r"DEMO-EXIT=(\d+)", screen)
+                if found:
+                    self.exit_line = found.group(0)
+                    self.final = screen
+                    break
+                time.sleep(0.5)
+            else:
+                self.final = self.tmux("capture-pane", "-p", "-S", "-200", "-t", "demo")
+            self.final_path.write_text(self.final)
+            self.seen = {pid: cmd for pid, cmd in watch.stop().items() if "sleep" not in cmd}
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            self.error = exc
+
+    def wait(self) -> None:
+        self.thread.join(RUN_TIMEOUT + 10)
+
+    def close(self) -> None:
+        self.tmux("kill-server", check=False)
+        _kill_all(self.seen)
+
+
+@pytest.fixture(scope="module")
+def tmux_demo(tmp_path_factory: pytest.TempPathFactory):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux not installed (apt-get install -y tmux)")
+    demo = TmuxDemo(tmp_path_factory.mktemp("demo-tmux")).start()
+    yield demo
+    demo.close()
+
+
+# -- tests -----------------------------------------------------------------------------------------
+
+def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and_leaves_nothing_behind(
+        tmux_demo: TmuxDemo) -> None:
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "leadflow", "demo", *PLAIN_ARGS], cwd=ROOT, env=_env(),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    watch = Watch(proc.pid)
+    watch.start()
+    try:
+        out_bytes, err_bytes = proc.communicate(timeout=RUN_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out_bytes, err_bytes = proc.communicate()
+        _kill_all(watch.stop())
+        pytest.fail(f"leadflow demo did not finish in {RUN_TIMEOUT} s:\n{out_bytes.decode()}\n{err_bytes.decode()}")
+    seen = watch.stop()
+    out, err = out_bytes.decode(), err_bytes.decode()
+    took = time.monotonic() - started
+    shown = f"--- stdout\n{out}\n--- stderr\n{err}"
+
+    assert proc.returncode == 0, shown
+    assert "Traceback" not in out + err, shown
+    assert "\x1b[" not in out, "no terminal escapes in a pipe\n" + shown
+    progress = [line for line in out.splitlines() if line.startswith("[00:")]
+    assert len(progress) >= 5, shown                          # a plain line every 5 s
+    assert _count("stage changes", out) > 0, shown
+    assert re.search(r"leads\s+[\d,]+\s+new \d+.* sal \d+", out), shown
+    assert _count("follow_up_overdue", out) + _count("handoff_broken", out) >= 1, shown
+    assert _count("sla_resolved", out) >= 1, shown
+    assert _count("breach → resolved", out) >= 1, shown
+    assert _count("DLQ", out) >= 1, shown
+    log = re.search(r"worker log\s+(\S+)", out)
+    assert log and Path(log.group(1)).is_file(), shown
+    _assert_no_leftovers(seen)
+    assert took < 75, f"took {took:.0f} s"
+
+
+def test_demo_in_a_terminal_shows_the_funnel_and_the_alerts_live(tmux_demo: TmuxDemo) -> None:
+    tmux_demo.wait()
+    assert tmux_demo.error is None, tmux_demo.error
+    screen = tmux_demo.live
+    where = f"(capture saved at {tmux_demo.capture_path})\n{screen}"
+    assert "funnel · leads now in each stage" in screen, where
+    for stage in ("new", "engaged", "mql", "sal", "customer", "disqualified"):
+        assert re.search(rf"│ {stage} +█* +\d+ +│", screen), f"no {stage} bar\n{where}"
+    assert "alerts · as they fire and resolve" in screen, where
+    assert len(ALERT_LINE.findall(screen)) >= 3, where
+    assert "throughput" in screen and re.search(r"events in +\d+/s", screen), where
+    assert "conversion MQL" in screen, where
+    assert all(len(line) <= TMUX_SIZE[0] for line in screen.splitlines()), where
+    assert len(screen.rstrip("\n").splitlines()) <= TMUX_SIZE[1], where
+    # then the summary, exit status 0, and nothing left running
+    final = tmux_demo.final
+    assert tmux_demo.exit_line == "DEMO-EXIT=0", final
+    assert "leadflow demo: summary" in final, final
+    _assert_no_leftovers(tmux_demo.seen)
