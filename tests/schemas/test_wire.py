@@ -25,3 +25,10 @@ def test_times_round_trip_to_the_millisecond(ms):
 
 def test_offsets_are_normalised_to_utc():
     assert format_time(parse_time("2026-03-29T03:30:00.250+02:00")) == "2026-03-29T01:30:00.250Z"
+
+
+@given(output_records())
+def test_wire_bytes_equal_the_standard_librarys_compact_form(record):
+    """orjson writes the records; the format is what ``json.dumps`` would write, byte for byte."""
+    expected = json.dumps(wire_dict(record), separators=(",", ":"), ensure_ascii=False).encode()
+    assert record_json(record) == expected
