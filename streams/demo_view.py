@@ -100,6 +100,7 @@ class Board:
         self.open_alerts: dict[str, AlertRecord] = {}
         self.feed: deque[FeedEntry] = deque(maxlen=FEED_LINES)
         self.resolutions: list[Resolution] = []
+        self.breaches_by_owner: Counter[str] = Counter()
         self.dlq_by_code: Counter[str] = Counter()
         self.health: dict[str, Any] | None = None
 
@@ -151,6 +152,8 @@ class Board:
             self._count_out()
             self.alerts_by_type[record.type] += 1
             if record.type != "sla_resolved":
+                if record.type in BREACHES and record.level == 1:
+                    self.breaches_by_owner[record.owner_id or "(no owner)"] += 1
                 self.open_alerts[record.alert_id] = record
                 self.feed.append(FeedEntry(record))
                 return
@@ -365,7 +368,7 @@ def progress_line(board: Board) -> str:
                 f"leads {stages or 'none'} · alerts {alerts} · open {len(board.open_alerts)} · DLQ {board.dlq}")
 
 
-def summary(board: Board, header: Header, *, examples: int = 5, notes: Iterable[str] = ()) -> Table:
+def summary(board: Board, header: Header, *, examples: int = 5) -> Table:
     with board.lock:
         table = Table(title="leadflow demo: summary", title_justify="left", show_header=False, box=None,
                       padding=(0, 2))
@@ -383,6 +386,9 @@ def summary(board: Board, header: Header, *, examples: int = 5, notes: Iterable[
         table.add_row("alerts", f"{sum(board.alerts_by_type.values()):,}", f"{len(board.open_alerts)} still open")
         for kind, n in sorted(board.alerts_by_type.items()):
             table.add_row(f"  {kind}", f"{n:,}", "")
+        owners = board.breaches_by_owner.most_common(3)
+        if owners:
+            table.add_row("most breaches", "", ", ".join(f"{owner} {n}" for owner, n in owners))
         table.add_row("DLQ", f"{board.dlq:,}", "")
         for code, n in sorted(board.dlq_by_code.items()):
             table.add_row(f"  {code}", f"{n:,}", "")
@@ -390,8 +396,6 @@ def summary(board: Board, header: Header, *, examples: int = 5, notes: Iterable[
         for r in resolution_examples(board.resolutions, examples):
             table.add_row("", "", _resolution_line(r, header.speedup))
         table.add_row("worker log", "", header.worker_log)
-        for note in notes:
-            table.add_row("", "", note)
         return table
 
 
@@ -402,13 +406,15 @@ def resolution_examples(resolutions: list[Resolution], count: int) -> list[Resol
     for r in by_wait:
         if all(c.sla != r.sla for c in chosen):
             chosen.append(r)
-    chosen += [r for r in by_wait if r not in chosen]
+    for r in by_wait:
+        if all(c.lead_id != r.lead_id for c in chosen):
+            chosen.append(r)
     return chosen[:count]
 
 
 def _resolution_line(r: Resolution, speedup: float | None) -> str:
     took = max(0, r.resolved_at - r.breached_at) / 1000
-    pipeline = f" (≈ {_human(took * speedup)} of a real pipeline)" if speedup else ""
+    pipeline = f" (≈ {_human(took * speedup)} in real time)" if speedup else ""
     owner = f" owner {r.owner_id}" if r.owner_id else ""
     return f"[cyan]{r.lead_id}[/] {r.sla or ''} [red]{r.breach}[/] → [green]resolved[/] {took:.1f} s later{pipeline}{owner}"
 
