@@ -333,14 +333,21 @@ def get_health(url: str, timeout: float = 1.0) -> dict[str, Any] | None:
 
 # -- the worker process ----------------------------------------------------------------------------
 
-def _die_with_parent() -> None:
-    """In the child, before exec: SIGKILL it if the demo process dies (Linux), so no orphan stays."""
+def _death_signal() -> Any:
+    """A preexec function that has the child SIGKILLed when the demo process dies (Linux
+    PR_SET_PDEATHSIG), so that even a SIGKILLed demo leaves no worker behind; None elsewhere.
+    libc is looked up here, in the parent: the child must not import (another thread, e.g. rich's
+    spinner, may hold the import lock at fork time)."""
+    if not sys.platform.startswith("linux"):
+        return None
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: atexit and finally still stop it
-        pass
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig, sigkill = 1, int(signal.SIGKILL)
+    return lambda: prctl(pr_set_pdeathsig, sigkill)
 
 
 @dataclass
@@ -369,7 +376,7 @@ class WorkerProcess:
                 [sys.executable, "-m", "leadflow", "worker", "--broker", self.bootstrap,
                  "--policy", str(self.policy_path), "--web-port", str(self.port)],
                 env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                start_new_session=True, preexec_fn=_death_signal(),
             )
         atexit.register(self.stop)
 

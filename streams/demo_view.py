@@ -153,7 +153,7 @@ class Board:
             self.alerts_by_type[record.type] += 1
             if record.type != "sla_resolved":
                 if record.type in BREACHES and record.level == 1:
-                    self.breaches_by_owner[record.owner_id or "(no owner)"] += 1
+                    self.breaches_by_owner[record.owner_id or "unassigned"] += 1
                 self.open_alerts[record.alert_id] = record
                 self.feed.append(FeedEntry(record))
                 return
