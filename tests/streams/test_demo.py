@@ -8,6 +8,7 @@ background thread) so the pair takes about one run's time (~55 s).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,16 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.kafka, pytest.mark.timeout(180)]
+from lifecycle.engine import Engine
+from lifecycle.errors import EventError
+from lifecycle.policy import load_policy
+from lifecycle.processor import Processor
+from lifecycle.records import AlertRecord, LifecycleRecord
+from schemas import codec
+from schemas.wire import format_time
+from streams import demo
+from streams.demo_view import Board, Header, render
+
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAIN_ARGS = ["--duration", "45", "--rate", "30"]
@@ -196,6 +206,8 @@ def tmux_demo(tmp_path_factory: pytest.TempPathFactory):
 
 # -- tests -----------------------------------------------------------------------------------------
 
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
 def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and_leaves_nothing_behind(
         tmux_demo: TmuxDemo) -> None:
     started = time.monotonic()
@@ -232,6 +244,8 @@ def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and
     assert took < 75, f"took {took:.0f} s"
 
 
+@pytest.mark.kafka
+@pytest.mark.timeout(180)
 def test_demo_in_a_terminal_shows_the_funnel_and_the_alerts_live(tmux_demo: TmuxDemo) -> None:
     tmux_demo.wait()
     assert tmux_demo.error is None, tmux_demo.error
@@ -251,3 +265,76 @@ def test_demo_in_a_terminal_shows_the_funnel_and_the_alerts_live(tmux_demo: Tmux
     assert tmux_demo.exit_line == "DEMO-EXIT=0", final
     assert "leadflow demo: summary" in final, final
     _assert_no_leftovers(tmux_demo.seen)
+
+
+# -- without a broker: the scripted opening against the demo policy, and the board ----------------
+
+def test_the_opening_fires_and_resolves_a_breach_a_broken_handoff_and_a_dlq_record_early(tmp_path: Path) -> None:
+    """What the demo promises a newcomer in its first ~15 s, checked on the pure engine with the
+    built-in demo policy (a policy edit that breaks the promise fails here, not on stage)."""
+    policy = tmp_path / "demo.toml"
+    policy.write_text(demo.DEMO_POLICY)
+    processor = Processor(Engine(load_policy(str(policy))))
+    t0 = 1_800_000_000_000
+    records, bad = [], 0
+    for offset, item in demo.opening():
+        if isinstance(item, bytes):
+            with pytest.raises(EventError):
+                codec.decode(item)
+            bad += 1
+            continue
+        value = dict(item, occurred_at=format_time(t0 + int(offset * 1000)))
+        records += processor.submit(codec.decode(json.dumps(value).encode()))
+    records += processor.advance(t0 + 60_000)
+    alerts = [r for r in records if isinstance(r, AlertRecord)]
+
+    def first(kind: str, lead: str) -> float:
+        return min((a.detected_at - t0) / 1000 for a in alerts if a.type == kind and a.lead_id == lead)
+
+    assert bad == 1
+    assert first("handoff_broken", "L-000002") < first("sla_resolved", "L-000002") < 5
+    assert first("sla_warning", "L-000001") < first("follow_up_overdue", "L-000001") < first("sla_resolved", "L-000001") < 15
+    stages = [r.to_stage for r in records if isinstance(r, LifecycleRecord) and r.lead_id == "L-000001"]
+    assert stages == ["new", "mql", "sal", "sql", "opportunity", "customer"]
+
+
+def _alert(alert_id: str, type_: str, lead: str = "L-1", sla: str = "first_touch", at: int = 1_000,
+           level: int = 1, resolves: str | None = None) -> AlertRecord:
+    return AlertRecord(alert_id, type_, lead, sla, None, level, "mql", "rep-1", "na", 0, 500, at, 0, resolves)
+
+
+def _move(tid: str, lead: str, source: str | None, dest: str, skipped: tuple[str, ...] = ()) -> LifecycleRecord:
+    return LifecycleRecord(tid, lead, source, dest, "e", "form_fill", 0, None, None, 0, skipped, None, None)
+
+
+def test_the_board_counts_each_record_once_and_shows_one_line_per_resolution() -> None:
+    board = Board(duration=10)
+    for record in (_move("t1", "L-1", None, "new"), _move("t2", "L-1", "new", "mql"),
+                   _move("t2", "L-1", "new", "mql"),                       # re-emitted after a crash
+                   _move("t3", "L-2", None, "new"), _move("t4", "L-2", "new", "sql", ("engaged", "mql", "sal"))):
+        board.add_lifecycle(record)
+    assert board.transitions == 4
+    assert {s: n for s, n in board.in_stage.items() if n} == {"mql": 1, "sql": 1}
+    assert board.reached["mql"] == 2 and board.reached["sal"] == 1 and board.reached["sql"] == 1
+
+    board.add_alert(_alert("w", "sla_warning"))
+    board.add_alert(_alert("o1", "follow_up_overdue", at=2_000))
+    board.add_alert(_alert("o1", "follow_up_overdue", at=2_000))           # a repeat: counted once
+    board.add_alert(_alert("o2", "follow_up_overdue", at=3_000, level=2))
+    for alert_id in ("w", "o1", "o2"):
+        board.add_alert(_alert(f"r-{alert_id}", "sla_resolved", at=4_000, resolves=alert_id))
+    assert board.alerts_by_type == {"sla_warning": 1, "follow_up_overdue": 2, "sla_resolved": 3}
+    assert not board.open_alerts
+    assert [r.breach for r in board.resolutions] == ["follow_up_overdue", "follow_up_overdue"]
+    assert board.breaches_by_owner == {"rep-1": 1}                         # the escalation is the same breach
+    lines = [entry.markup() for entry in board.feed]
+    assert len(lines) == 4 and "closes warning, overdue L1, overdue L2" in lines[-1]
+
+    board.add_dlq({"error": "invalid_json"})
+    from rich.console import Console
+
+    console = Console(width=80, height=24, record=True, color_system=None)
+    console.print(render(board, Header("127.0.0.1:1", "demo-x", "built-in", "/tmp/w.log", 5000.0), 80, 24))
+    screen = console.export_text()
+    assert "funnel" in screen and "alerts" in screen and "invalid_json" in screen
+    assert len(screen.splitlines()) <= 24
