@@ -240,6 +240,7 @@ def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and
     assert _count("DLQ", out) >= 1, shown
     log = re.search(r"worker log\s+(\S+)", out)
     assert log and Path(log.group(1)).is_file(), shown
+    shutil.rmtree(Path(log.group(1)).parent, ignore_errors=True)
     _assert_no_leftovers(seen)
     assert took < 75, f"took {took:.0f} s"
 
@@ -264,6 +265,9 @@ def test_demo_in_a_terminal_shows_the_funnel_and_the_alerts_live(tmux_demo: Tmux
     final = tmux_demo.final
     assert tmux_demo.exit_line == "DEMO-EXIT=0", final
     assert "leadflow demo: summary" in final, final
+    log = re.search(r"worker log\s+(\S+)", final)
+    if log:
+        shutil.rmtree(Path(log.group(1)).parent, ignore_errors=True)
     _assert_no_leftovers(tmux_demo.seen)
 
 
