@@ -90,6 +90,14 @@ def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
         return None
 
 
+def _paused(consumer: Any) -> set[TP]:
+    """Partitions faust holds paused (private ``Consumer._paused_partitions``), for /health."""
+    try:
+        return set(consumer._paused_partitions)
+    except Exception:  # noqa: BLE001
+        return set()
+
+
 # -- faust plumbing: shorter fetch waits, recovery hooks -------------------------------------------
 
 class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
@@ -411,6 +419,8 @@ class LeadflowApp:
             "app_id": self.topics.app_id,
             "partitions": sorted(self.timers),
             "timers_pending": self.pending_timers(),
+            "paused": sorted(f"{tp.topic}/{tp.partition}" for tp in _paused(self.app.consumer)),
+
         }
 
 

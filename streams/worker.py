@@ -57,6 +57,7 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "
               f"policy {policy_path or 'built-in'}"
               + (f", http://127.0.0.1:{web_port}/health" if web_port else ""), file=sys.stderr, flush=True)
+        _dump_tasks_on_sigusr1()
         worker = faust.Worker(lf.app, loglevel=os.environ.get("LEADFLOW_LOGLEVEL", "warning"),
                               quiet=True, redirect_stdouts=False)
         try:
@@ -67,3 +68,22 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _dump_tasks_on_sigusr1() -> None:
+    """``kill -USR1 <pid>`` prints every thread's and every asyncio task's stack to stderr."""
+    import asyncio
+    import faulthandler
+    import signal
+
+    def dump(signum: int, frame: Any) -> None:
+        faulthandler.dump_traceback(all_threads=True)
+        try:
+            loop = asyncio.get_event_loop()
+            for task in asyncio.all_tasks(loop):
+                task.print_stack(limit=12, file=sys.stderr)
+        except Exception as exc:  # noqa: BLE001 - diagnostics only
+            print(f"cannot list tasks: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+
+    signal.signal(signal.SIGUSR1, dump)
