@@ -153,7 +153,7 @@ class EmbeddedBroker:
                     [str(binary), "broker", "--listener-url", url,
                      "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True,
+                    start_new_session=True, preexec_fn=_die_with_parent,
                 )
             self._proc = proc
             with _live_lock:
@@ -204,6 +204,16 @@ class EmbeddedBroker:
             return self.log_path.read_bytes()[-size:].decode(errors="replace") if self.log_path else ""
         except OSError:
             return ""
+
+
+def _die_with_parent() -> None:
+    """In the broker's child process: ask Linux to SIGKILL it if its parent dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: the atexit hook still stops it on any normal exit
+        pass
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -210,7 +210,6 @@ def tmux_demo(tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.timeout(180)
 def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and_leaves_nothing_behind(
         tmux_demo: TmuxDemo) -> None:
-    started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "leadflow", "demo", *PLAIN_ARGS], cwd=ROOT, env=_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     watch = Watch(proc.pid)
@@ -224,7 +223,6 @@ def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and
         pytest.fail(f"leadflow demo did not finish in {RUN_TIMEOUT} s:\n{out_bytes.decode()}\n{err_bytes.decode()}")
     seen = watch.stop()
     out, err = out_bytes.decode(), err_bytes.decode()
-    took = time.monotonic() - started
     shown = f"--- stdout\n{out}\n--- stderr\n{err}"
 
     assert proc.returncode == 0, shown
@@ -242,7 +240,6 @@ def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and
     assert log and Path(log.group(1)).is_file(), shown
     shutil.rmtree(Path(log.group(1)).parent, ignore_errors=True)
     _assert_no_leftovers(seen)
-    assert took < 75, f"took {took:.0f} s"
 
 
 @pytest.mark.kafka
