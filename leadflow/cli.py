@@ -54,7 +54,11 @@ def cli() -> None:
 @click.option("--out", "out_dir", default="./leadflow-out", show_default=True, type=click.Path(file_okay=False))
 @click.option("--until", metavar="TIME", help="Move the clock to TIME (RFC 3339) after the last event.")
 @click.option("--show/--no-show", default=None, help="Print every stage change and alert (default: small inputs).")
-def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until: str | None, show: bool | None) -> None:
+@click.option("--sql", "sql_url", metavar="URL", help="Also write to a SQL sink: sqlite:///file.db or postgresql://...")
+@click.option("--webhook", "webhook_url", metavar="URL",
+              help="Also POST every alert there (HMAC secret from $LEADFLOW_WEBHOOK_SECRET).")
+def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until: str | None, show: bool | None,
+           sql_url: str | None, webhook_url: str | None) -> None:
     """Run the engine over JSON-lines event files (- is standard input) with the event-time clock."""
     from leadflow import replay_view
 
@@ -63,7 +67,11 @@ def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until:
         if name != "-" and not os.path.isfile(name):
             raise click.BadParameter(f"no such file: {name}", param_hint="FILE")
     policy = _policy(policy_path)
-    replay_view.run(files, Path(out_dir), policy, until_ms, show)
+    from leadflow.replay import sinks_for
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    replay_view.run(files, out, policy, until_ms, show, sinks_for(out, sql_url, webhook_url))
 
 
 @cli.command()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +18,10 @@ from lifecycle.engine import Engine
 from lifecycle.errors import EventError
 from lifecycle.policy import Policy
 from lifecycle.processor import Processor, Tally
-from lifecycle.records import AlertRecord, LifecycleRecord, Record
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
 from schemas.codec import decode_json, dlq_record
 from schemas.wire import record_json
+from sinks.base import FanOut, Sink, SinkFull
 
 OUTPUT_FILES = ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl")
 
@@ -57,8 +59,13 @@ def replay(
     on_progress: Callable[[int], None] | None = None,
     on_record: Callable[[Record], None] | None = None,
     processor: Processor | None = None,
+    sink: Sink | None = None,
 ) -> Tally:
-    """Run every source through one processor, in order; write the three output files into ``out_dir``."""
+    """Run every source through one processor, in order; write the three output files into ``out_dir``.
+
+    ``sink`` (SQL, webhook, ...) also gets every record; it is closed, so flushed, before returning,
+    and what it dead-letters (an alert the webhook could not deliver) is appended to ``dlq.jsonl``.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     if processor is None:
         processor = Processor(Engine(policy))
@@ -73,6 +80,8 @@ def replay(
                 target.write(record_json(record) + b"\n")
                 if on_record is not None:
                     on_record(record)
+                if sink is not None:
+                    deliver(sink, record)
 
         for source in sources:
             stream = source.open()
@@ -88,6 +97,8 @@ def replay(
                         dlq_out.write(record_json(dead) + b"\n")
                         if on_record is not None:
                             on_record(dead)
+                        if sink is not None:
+                            deliver(sink, dead)
                         continue
                     records = processor.submit(event)
                     if records:
@@ -98,7 +109,39 @@ def replay(
         final = until if until is not None else processor.clock
         if final is not None:
             write(processor.advance(final, inclusive=True))
+    if sink is not None:
+        sink.close()
     return processor.tally
+
+
+def deliver(sink: Sink, record: Record) -> None:
+    """Add ``record``, waiting out back-pressure: replay has time, and must lose nothing."""
+    while True:
+        try:
+            sink.add(record)
+            return
+        except SinkFull as full:
+            time.sleep(full.retry_after)
+
+
+def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Sink | None:
+    """The sinks chosen on the command line; the webhook's dead letters go to ``dlq.jsonl``."""
+    chosen: list[Sink] = []
+    if sql_url:
+        from sinks.sql import SqlSink
+
+        chosen.append(SqlSink(sql_url))
+    if webhook_url:
+        from sinks.webhook import WebhookSink
+
+        def dead_letter(record: DlqRecord) -> None:
+            with open(out_dir / "dlq.jsonl", "ab") as dlq_out:
+                dlq_out.write(record_json(record) + b"\n")
+
+        chosen.append(WebhookSink(webhook_url, dead_letters=dead_letter))
+    if not chosen:
+        return None
+    return chosen[0] if len(chosen) == 1 else FanOut(*chosen)
 
 
 def is_alert(record: Record) -> bool:

@@ -15,6 +15,7 @@ from lifecycle.policy import Policy
 from lifecycle.processor import Tally
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
 from lifecycle.stages import Stage
+from sinks.base import Sink
 from schemas.wire import format_time
 
 #: Inputs above this size get a progress bar; below it, every record is shown when ``--show`` is unset.
@@ -46,7 +47,8 @@ def describe(record: Record) -> str:
     return f"[red]DLQ[/] {record.source_topic}:{record.source_offset} {record.error}: {record.detail}"
 
 
-def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, show: bool | None) -> Tally:
+def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, show: bool | None,
+        sink: Sink | None = None) -> Tally:
     console = Console(stderr=True, highlight=False)
     sources = [Source(name) for name in files]
     sizes = [s.size() for s in sources]
@@ -69,9 +71,10 @@ def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, 
         )
         with progress:
             task = progress.add_task("replay", total=known)
-            tally = replay(sources, out_dir, policy, until, lambda n: progress.advance(task, n), on_record)
+            tally = replay(sources, out_dir, policy, until, lambda n: progress.advance(task, n), on_record,
+                           sink=sink)
     else:
-        tally = replay(sources, out_dir, policy, until, None, on_record)
+        tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink)
     out.print(summary(tally, out_dir))
     return tally
 

@@ -114,10 +114,24 @@ def _v2_indexes(d: Dialect) -> Sequence[str]:
     )
 
 
+def _v3_arrival_order(d: Dialect) -> Sequence[str]:
+    """Rows are read back in the order they were written, which is the engine's processing order:
+    two records of one lead can share a millisecond (a lead's creation and its first move) and late
+    events arrive out of time order, so ordering by time would not give back what happened.
+    SQLite keeps that order in ``rowid``; PostgreSQL gets a sequence column."""
+    if d.name == "sqlite":
+        return ()
+    return (
+        "ALTER TABLE lead_transitions ADD COLUMN seq BIGSERIAL",
+        "ALTER TABLE lead_alerts ADD COLUMN seq BIGSERIAL",
+    )
+
+
 #: Ordered; the sink applies every step above the stored ``schema_version``, each in a transaction.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables: lead_transitions, lead_alerts, leads, dlq_records", _v1_tables),
     Migration(2, "indexes for per-lead and per-stage reads", _v2_indexes),
+    Migration(3, "read rows back in arrival order", _v3_arrival_order),
 )
 
 TRANSITION_COLUMNS: Final = (
@@ -265,6 +279,7 @@ class SqlSink(Sink):
         self.batch_size = batch_size
         self.dialect, self._conn = connect(url)
         self.version = migrate(self._conn, self.dialect, migrations)
+        self._arrival = "rowid" if self.dialect.name == "sqlite" else "seq"
         ph = self.dialect.placeholder
         self._sql_transition = _insert_ignoring("lead_transitions", TRANSITION_COLUMNS, "transition_id", ph)
         self._sql_alert = _insert_ignoring("lead_alerts", ALERT_COLUMNS, "alert_id", ph)
@@ -323,11 +338,11 @@ class SqlSink(Sink):
 
     def transitions(self) -> list[LifecycleRecord]:
         return [transition_from_row(r) for r in self._select(
-            f"SELECT {', '.join(TRANSITION_COLUMNS)} FROM lead_transitions ORDER BY occurred_at, transition_id")]
+            f"SELECT {', '.join(TRANSITION_COLUMNS)} FROM lead_transitions ORDER BY {self._arrival}")]
 
     def alerts(self) -> list[AlertRecord]:
         return [alert_from_row(r) for r in self._select(
-            f"SELECT {', '.join(ALERT_COLUMNS)} FROM lead_alerts ORDER BY detected_at, alert_id")]
+            f"SELECT {', '.join(ALERT_COLUMNS)} FROM lead_alerts ORDER BY {self._arrival}")]
 
     def dlq_records(self) -> list[DlqRecord]:
         return [dlq_from_row(r) for r in self._select(
