@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -61,6 +62,11 @@ TIMER_TICK = 0.1
 FETCH_MAX_WAIT_MS = 100
 #: A timer command not seen back within this long is sent again (it is idempotent).
 INFLIGHT_RESEND_MS = 10_000
+#: A partition with a backlog that hands the agent nothing for this long is re-read from its
+#: committed offset. faust can leave a backlog unrouted after a rebalance (faust-streaming issues
+#: #216/#221/#629); re-reading is safe because applying an event twice changes nothing (event-id
+#: dedupe) and a repeat re-emits its outbox.
+STALL_SECONDS = 5.0
 #: faust knobs for throughput (no change of semantics); see bench/worker_bench.py.
 WORKER_SETTINGS: dict[str, Any] = {
     "stream_buffer_maxsize": 16384,
@@ -158,6 +164,8 @@ class LeadflowApp:
     scanned: set[int] = field(default_factory=set)
     recovered: bool = False
     lookup: Any = None
+    #: source partition -> (committed offset last seen, monotonic time it was first seen)
+    progress: dict[TP, tuple[int, float]] = field(default_factory=dict)
 
     @property
     def partitions(self) -> int:
@@ -175,6 +183,7 @@ class LeadflowApp:
 
     # -- rebalance and recovery ---------------------------------------------------------------
     def on_rebalance(self, assigned: Iterable[TP]) -> None:
+        self.progress.clear()  # recovery time is not a stall: the watchdog starts counting afresh
         mine = {tp.partition for tp in assigned if tp.topic == self.topics.timer_commands}
         for p in list(self.timers):
             if p not in mine:
@@ -206,6 +215,7 @@ class LeadflowApp:
             if p not in active:
                 del self.timers[p]
                 self.scanned.discard(p)
+        self.progress.clear()
         self.recovered = True
 
     # -- state ----------------------------------------------------------------------------------
@@ -370,6 +380,32 @@ class LeadflowApp:
                     return
                 self.metrics.timer_commands.inc()
 
+    async def unstall(self) -> None:
+        """Re-read every source partition whose committed offset stays behind its high watermark."""
+        if not self.recovered:
+            return
+        consumer = self.app.consumer
+        sources = set(self.source_topics)
+        paused = _paused(consumer)
+        now = time.monotonic()
+        for tp in list(consumer.assignment()):
+            if tp.topic not in sources or tp in paused:
+                continue
+            high = consumer.highwater(tp)
+            done = committed_offset(consumer, tp.topic, tp.partition)
+            target = done if done is not None else 0
+            seen, since = self.progress.get(tp, (None, now))
+            if seen != target or high is None or high <= target:
+                self.progress[tp] = (target, now)  # committed moved, or nothing is waiting
+                continue
+            if now - since < STALL_SECONDS:
+                continue
+            log.warning("partition %s/%s: committed offset stuck at %s below %s for %.0f s; re-reading from it",
+                        tp.topic, tp.partition, target, high, now - since)
+            self.progress[tp] = (target, now)
+            self.metrics.stalls.inc()
+            await consumer.seek(tp, target)
+
     # -- operations ------------------------------------------------------------------------------
     def lag(self) -> Iterator[tuple[str, int, int]]:
         consumer = self.app.consumer
@@ -444,8 +480,9 @@ def build_app(
     """
     overrides: dict[str, Any] = dict(WORKER_SETTINGS)
     overrides["store"] = store or ("rocksdb://" if data_dir else "memory://")
-    if data_dir:
-        overrides["datadir"] = data_dir
+    # faust creates its data directory even for the memory store (in the working directory by
+    # default): give it a private temporary one instead of littering wherever the worker starts.
+    overrides["datadir"] = data_dir or tempfile.mkdtemp(prefix=f"leadflow-{app_id}-")
     if web_port is not None:
         overrides.update(web_enabled=True, web_port=web_port, web_host=web_host, web_bind="0.0.0.0")
     else:
@@ -484,6 +521,10 @@ def build_app(
     @app.timer(interval=TIMER_TICK, name="leadflow.timers")
     async def timers() -> None:
         await lf.tick()
+
+    @app.timer(interval=1.0, name="leadflow.unstall")
+    async def unstall() -> None:
+        await lf.unstall()
 
     if web_port is not None:
         _add_views(lf)

@@ -56,6 +56,9 @@ class Metrics:
         self.reemitted = Counter("leadflow_reemitted_records",
                                  "Records re-sent from the outbox after a crash or a redelivery", registry=r)
         self.timer_commands = Counter("leadflow_timer_commands", "Timer commands sent", registry=r)
+        self.stalls = Counter("leadflow_partition_stalls_recovered",
+                              "Partitions with a backlog and no progress that were re-read from their committed offset",
+                              registry=r)
         self.errors = Counter("leadflow_processing_errors", "Messages whose processing raised (skipped, logged)",
                               registry=r)
         self.lateness = Histogram("leadflow_timer_lateness_seconds",

@@ -81,15 +81,18 @@ def check_outputs(bootstrap: str, topics: Any, policy: Any, feed: Feed, survivor
     assert health["timers_pending"] == 0
 
 
-#: Observed in ~1 of 3 runs (both tests): after the SIGKILL the new owner recovers the table and
-#: its aiokafka consumer fetches every input record (positions at the high watermark), but faust
-#: hands some partitions' records to no agent: they are neither processed nor committed, and the
-#: partition's commits stall. Not understood yet (faust conductor / read-offset race after a
-#: rebalance with a backlog?); ``kill -USR1 <worker pid>`` dumps the tasks for the investigation.
-KNOWN_STALL = pytest.mark.xfail(strict=False, reason="faust drops a backlog after takeover in ~1/3 runs")
+#: Known defect, still open (issue 3): in roughly one run in three, a lead's state written by the
+#: killed worker is missing after recovery while the input offset that produced it counts as done,
+#: so that event is never applied again (seen: the lead re-created by its next event, one record of
+#: the lost event never emitted). A second failure mode — the new owner's committed offsets frozen
+#: below the high watermark — is now recovered by the worker's stall watchdog (streams/app.py,
+#: ``unstall``). Suspects: Tansu's ListOffsets quirk in faust's changelog recovery, or faust's
+#: read-offset handling after a rebalance (faust-streaming #216/#221). ``strict=False``: it passes
+#: in most runs, and the test must keep running so the day it always passes is seen.
+KNOWN_LOSS = pytest.mark.xfail(strict=False, reason="issue 3: state of the killed worker sometimes lost after recovery")
 
 
-@KNOWN_STALL
+@KNOWN_LOSS
 def test_sigkill_mid_stream_then_restart_loses_no_output_state_or_timer(
     deployment: Callable[..., Any], bootstrap: str
 ) -> None:
@@ -112,7 +115,7 @@ def test_sigkill_mid_stream_then_restart_loses_no_output_state_or_timer(
     check_outputs(bootstrap, topics, policy, feed, second, restarted)
 
 
-@KNOWN_STALL
+@KNOWN_LOSS
 def test_two_workers_split_partitions_and_the_survivor_takes_over(
     deployment: Callable[..., Any], bootstrap: str
 ) -> None:
