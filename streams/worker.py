@@ -18,26 +18,21 @@ import os
 import sys
 from typing import Any
 
-from lifecycle.errors import ConfigError
 from lifecycle.policy import Policy
 from streams.app import TABLE, build_app
 from streams.broker import resolve_broker
 from streams.settings import is_tansu
-from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics, ensure_topics
+from streams.config import load_settings
+from streams.topics import Topics, ensure_topics
 
 
 def topics_from_env(env: Any = os.environ) -> Topics:
-    """The deployment's topics (with the lead table's changelog) from the environment."""
-    app_id = env.get("LEADFLOW_APP_ID") or DEFAULT_APP_ID
-    raw = env.get("LEADFLOW_PARTITIONS") or str(DEFAULT_PARTITIONS)
-    try:
-        partitions = int(raw)
-        prefix = env.get("LEADFLOW_TOPIC_PREFIX")
-        topics = (Topics.prefixed(prefix, app_id=app_id, partitions=partitions) if prefix
-                  else Topics(app_id=app_id, partitions=partitions))
-    except ValueError as exc:
-        raise ConfigError(f"bad topic configuration (LEADFLOW_PARTITIONS={raw!r}): {exc}") from exc
-    return topics.with_tables(TABLE)
+    """The deployment's topics (with the lead table's changelog), from validated settings.
+
+    Every ``LEADFLOW_*`` variable is checked here, at start-up: a bad one stops the worker with
+    one line per bad value (exit status 2), never half-way through a stream.
+    """
+    return load_settings(dict(env)).topics.with_tables(TABLE)
 
 
 def run(broker: str | None, policy: Policy | None, policy_path: str | None = None,
@@ -52,6 +47,11 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
                        web_port=web_port, data_dir=data_dir,
                        web_host=os.environ.get("LEADFLOW_WEB_HOST") or "127.0.0.1")
+        registry = load_settings().schema_registry_url
+        if registry:  # Avro inputs: schema ids from the registry (cached); unknown ids -> DLQ
+            from schemas.registry import RegistryClient
+
+            lf.lookup = RegistryClient(registry)
         where = (f"embedded broker {bootstrap}" if embedded is not None
                  else f"{bootstrap} (Tansu)" if quirks else bootstrap)
         print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "

@@ -166,3 +166,14 @@ def test_an_event_the_output_could_not_encode_is_dead_lettered_and_replay_goes_o
     assert done.returncode == 0, done.stderr
     assert [d["error"] for d in lines(tmp_path / "dlq.jsonl")] == ["invalid_json"]
     assert {t["lead_id"] for t in lines(tmp_path / "lifecycle.jsonl")} == {"L2"}
+
+
+def test_worker_refuses_bad_configuration_at_start_up_with_status_2():
+    import os as _os
+
+    env = {**_os.environ, "LEADFLOW_PARTITIONS": "many", "LEADFLOW_SECURITY_PROTOCOL": "CARRIER_PIGEON"}
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leadflow"]
+    done = subprocess.run([*command, "worker", "--broker", "127.0.0.1:1"], capture_output=True, env=env, timeout=60)
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert "LEADFLOW_PARTITIONS" in err and "LEADFLOW_SECURITY_PROTOCOL" in err
