@@ -66,9 +66,20 @@ class Sink(abc.ABC):
     def flush(self) -> None:
         """Store / deliver everything added so far."""
 
-    @abc.abstractmethod
+    closed: bool = False
+
     def close(self) -> None:
-        """Flush, then release resources. Idempotent."""
+        """Flush, then release resources. Idempotent; released even when the flush fails."""
+        if self.closed:
+            return
+        try:
+            self.flush()
+        finally:
+            self.closed = True
+            self._release()
+
+    def _release(self) -> None:
+        """Free what the sink holds (a connection, a producer); nothing by default."""
 
     def add_all(self, records: Iterable[Record]) -> int:
         """``add`` each record (no retry on :class:`SinkFull`); return how many were added."""
@@ -108,11 +119,6 @@ class ListSink(Sink):
         if self.closed:
             raise SinkClosed("flush on a closed ListSink")
         self.flushed = list(self.records)
-
-    def close(self) -> None:
-        if not self.closed:
-            self.flush()
-            self.closed = True
 
     def unique(self) -> list[Record]:
         seen: set[str] = set()

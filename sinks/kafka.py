@@ -75,14 +75,8 @@ class KafkaSink(Sink):
             exc = failed[0].exception
             raise SinkError(f"{len(failed)} of {len(futures)} records not written: {exc}") from exc
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self.closed = True
-            self._producer.close(timeout=5)
+    def _release(self) -> None:
+        self._producer.close(timeout=5)
 
     def __repr__(self) -> str:
         names = ", ".join(f"{t.__name__}->{n}" for t, n in self.topics.items())

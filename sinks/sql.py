@@ -320,14 +320,8 @@ class SqlSink(Sink):
             raise SinkError(f"writing {len(self._buffer)} records to {_redact(self.url)} failed: {exc}") from exc
         self._buffer.clear()
 
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            self.flush()
-        finally:
-            self.closed = True
-            self._conn.close()
+    def _release(self) -> None:
+        self._conn.close()
 
     # -- reading back (reports, tests) ---------------------------------------------------------
     def _select(self, sql: str) -> Iterator[Sequence[Any]]:
