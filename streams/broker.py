@@ -175,11 +175,11 @@ class EmbeddedBroker:
         """SIGINT, wait up to ``stop_timeout``, then SIGKILL the broker's whole session."""
         proc = self._proc
         if proc is not None and proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGINT)
+            signal_group(proc.pid, signal.SIGINT)
             try:
                 proc.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
         with _live_lock:
             _live.discard(self)
@@ -216,7 +216,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _signal_group(pid: int, sig: int) -> None:
+def signal_group(pid: int, sig: int) -> None:
+    """Send ``sig`` to the process group led by ``pid`` (a child started in its own session)."""
     try:
         os.killpg(pid, sig)     # own session: the group id is the broker's pid
     except ProcessLookupError:

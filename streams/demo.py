@@ -40,7 +40,7 @@ from typing import Any
 from lifecycle.errors import ConfigError, LeadflowError
 from lifecycle.policy import load_policy
 from schemas.wire import format_time
-from streams.broker import EmbeddedBroker, free_port, resolve_broker
+from streams.broker import EmbeddedBroker, free_port, resolve_broker, signal_group
 from streams.demo_view import Board, Header, progress_line, render, summary
 from streams.produce import route, topic_for
 from streams.topics import Topics, ensure_topics
@@ -405,11 +405,11 @@ class WorkerProcess:
         if proc is None:
             return None
         if proc.poll() is None:
-            _signal_group(proc.pid, signal.SIGINT)
+            signal_group(proc.pid, signal.SIGINT)
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
         return proc.returncode
 
@@ -424,18 +424,6 @@ class WorkerProcess:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
-    except PermissionError:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
 
 # -- the command -----------------------------------------------------------------------------------
