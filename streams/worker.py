@@ -22,7 +22,7 @@ from lifecycle.policy import Policy
 from streams.app import TABLE, build_app
 from streams.broker import resolve_broker
 from streams.settings import is_tansu
-from streams.config import load_settings
+from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
 from streams.topics import Topics, ensure_topics
 
 
@@ -39,26 +39,27 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         web_port: int | None = 6066, data_dir: str | None = None) -> None:
     import faust
 
+    settings = load_settings()  # every LEADFLOW_* value is checked before anything starts
+    topics = settings.topics.with_tables(TABLE)
     bootstrap, embedded = resolve_broker(broker)
     try:
-        topics = topics_from_env()
-        ensure_topics(bootstrap, topics)
+        remote = embedded is None  # security settings are for the user's cluster, never the embedded one
+        ensure_topics(bootstrap, topics, client_kwargs=kafka_python_kwargs(settings) if remote else None)
         quirks = embedded is not None or is_tansu(bootstrap)
         lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
-                       web_port=web_port, data_dir=data_dir,
-                       web_host=os.environ.get("LEADFLOW_WEB_HOST") or "127.0.0.1")
-        registry = load_settings().schema_registry_url
-        if registry:  # Avro inputs: schema ids from the registry (cached); unknown ids -> DLQ
+                       web_port=web_port, data_dir=data_dir, web_host=settings.web_host,
+                       **(faust_kwargs(settings) if remote else {}))
+        if settings.schema_registry_url:  # Avro inputs: ids from the registry (cached); unknown -> DLQ
             from schemas.registry import RegistryClient
 
-            lf.lookup = RegistryClient(registry)
+            lf.lookup = RegistryClient(settings.schema_registry_url)
         where = (f"embedded broker {bootstrap}" if embedded is not None
                  else f"{bootstrap} (Tansu)" if quirks else bootstrap)
         print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "
               f"policy {policy_path or 'built-in'}"
               + (f", http://127.0.0.1:{web_port}/health" if web_port else ""), file=sys.stderr, flush=True)
         _dump_tasks_on_sigusr1()
-        worker = faust.Worker(lf.app, loglevel=os.environ.get("LEADFLOW_LOGLEVEL", "warning"),
+        worker = faust.Worker(lf.app, loglevel=settings.loglevel,
                               quiet=True, redirect_stdouts=False)
         try:
             worker.execute_from_commandline()
