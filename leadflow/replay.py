@@ -18,7 +18,7 @@ from lifecycle.engine import Engine
 from lifecycle.errors import EventError
 from lifecycle.policy import Policy
 from lifecycle.processor import Processor, Tally
-from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
+from lifecycle.records import DlqRecord, LifecycleRecord, Record
 from schemas.codec import decode_json, dlq_record
 from schemas.wire import record_json
 from sinks.base import FanOut, Sink, SinkFull
@@ -142,7 +142,3 @@ def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Si
     if not chosen:
         return None
     return chosen[0] if len(chosen) == 1 else FanOut(*chosen)
-
-
-def is_alert(record: Record) -> bool:
-    return isinstance(record, AlertRecord)

@@ -40,7 +40,6 @@ MAIN_PATH: Final = (
 )
 TERMINAL: Final = frozenset({Stage.CUSTOMER, Stage.DISQUALIFIED})
 OPEN: Final = tuple(s for s in Stage if s not in TERMINAL)
-MARKETING_OWNED: Final = frozenset({Stage.NEW, Stage.ENGAGED, Stage.RECYCLED})
 _POSITION: Final = {stage: i for i, stage in enumerate(MAIN_PATH)}
 
 
@@ -105,11 +104,6 @@ _MOVES: Final = {
     for name, event in MACHINE.events.items()
     for source in event.transitions
 }
-
-
-def can_move(stage: Stage, trigger: Trigger) -> bool:
-    """Whether ``trigger`` moves a lead in ``stage`` (the machine's ``may_<trigger>``, without the cost)."""
-    return (stage, trigger) in _MOVES
 
 
 def move(stage: Stage, trigger: Trigger) -> Stage | None:
