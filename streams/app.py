@@ -24,6 +24,7 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import tempfile
@@ -34,6 +35,7 @@ from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
@@ -118,8 +120,42 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
         return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)
 
 
-class _FastFetchTransport(faust_aiokafka.Transport):
+class _DurableBuffer(ProducerBuffer):
+    """faust's producer buffer (table changelog writes go through it), with a ``flush()`` that
+    returns only once every message put into it has been acknowledged by the broker.
+
+    faust commits source offsets right after ``producer.flush()``, whose buffer part gives up as
+    soon as one message takes longer than 0.1 s to hand over (``ProducerBuffer.flush_atmost``) and
+    ignores the message being handed over. Under load the offset of an event was committed while
+    the changelog write of the lead it changed was still in this buffer: a SIGKILL then lost that
+    state for good (issue 3). Here the commit waits for the writes it covers.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.unacked: set[asyncio.Future[Any]] = set()
+
+    def put(self, fut: Any) -> None:
+        self.unacked.add(fut)
+        fut.add_done_callback(self.unacked.discard)
+        super().put(fut)
+
+    async def flush(self) -> None:
+        await super().flush()
+        while self.unacked and not self.should_stop:
+            await asyncio.wait(set(self.unacked), timeout=1.0)
+
+
+class _DurableProducer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer = _DurableBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
+
+
+class _Transport(faust_aiokafka.Transport):
     Consumer = _FastFetchConsumer
+    Producer = _DurableProducer
 
 
 class LeadTable(faust.Table):
@@ -490,7 +526,7 @@ def build_app(
     overrides.update(settings)
     app = faust.App(app_id, autodiscover=False,
                     **faust_settings(embedded, bootstrap=bootstrap, **overrides))
-    app.transport = _FastFetchTransport(app.conf.broker_consumer, app)
+    app.transport = _Transport(app.conf.broker_consumer, app)
 
     table = app.tables.add(LeadTable(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
