@@ -344,8 +344,12 @@ def _avro_occurred_at(value: object) -> int:
     raise _absent_or_wrong("occurred_at", value, "a timestamp-millis long")
 
 
-def decode_avro(value: bytes, lookup: SchemaLookup) -> LeadEvent:
-    """One Confluent-framed Avro message -> a validated event, under the same rules as JSON."""
+def read_avro(value: bytes, lookup: SchemaLookup) -> Any:
+    """The datum of one Confluent-framed Avro message, by its writer schema; ``EventError`` with
+    ``empty_message``, ``invalid_avro``, ``unknown_schema_id`` or ``invalid_utf8`` otherwise.
+
+    Shared by input events (``decode_avro``) and output records read back (``streams.relay``).
+    """
     if not value:
         raise EventError(EMPTY_MESSAGE, "empty message")
     if len(value) < _FRAME.size:
@@ -366,7 +370,12 @@ def decode_avro(value: bytes, lookup: SchemaLookup) -> LeadEvent:
         raise EventError(INVALID_AVRO, f"schema id {schema_id}: {type(exc).__name__}: {exc}") from None
     if body.tell() != len(value):
         raise EventError(INVALID_AVRO, f"schema id {schema_id}: {len(value) - body.tell()} trailing bytes")
-    return _event(datum, _avro_occurred_at)
+    return datum
+
+
+def decode_avro(value: bytes, lookup: SchemaLookup) -> LeadEvent:
+    """One Confluent-framed Avro message -> a validated event, under the same rules as JSON."""
+    return _event(read_avro(value, lookup), _avro_occurred_at)
 
 
 def decode(value: bytes | None, lookup: SchemaLookup | None = None) -> LeadEvent:

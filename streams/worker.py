@@ -9,7 +9,9 @@ Environment (all optional):
   isolated deployment per prefix on a shared broker;
 - ``LEADFLOW_WEB_HOST`` (default ``127.0.0.1``): the host other workers use to reach this one's web
   port (``GET /leads/{id}`` is routed to the worker owning the lead); set it on a real network;
-- ``LEADFLOW_LOGLEVEL`` (default ``warning``).
+- ``LEADFLOW_LOGLEVEL`` (default ``warning``);
+- ``LEADFLOW_SQL_URL`` / ``LEADFLOW_WEBHOOK_URL``: the outputs also go to these sinks
+  (``streams.relay``: consumer group ``<app_id>.sinks``, at least once, idempotent by id).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from streams.app import TABLE, build_app
 from streams.broker import resolve_broker
 from streams.settings import is_tansu
 from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
+from streams.relay import relay_for
 from streams.topics import Topics, ensure_topics
 
 
@@ -61,11 +64,21 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         _dump_tasks_on_sigusr1()
         worker = faust.Worker(lf.app, loglevel=settings.loglevel,
                               quiet=True, redirect_stdouts=False)
+        # LEADFLOW_SQL_URL / LEADFLOW_WEBHOOK_URL: the outputs are relayed to them by a consumer of
+        # its own (group <app_id>.sinks, at least once) on a thread, never on faust's event loop
+        relay = relay_for(settings, bootstrap, topics, lookup=lf.lookup, tansu=quirks,
+                          client_kwargs=kafka_python_kwargs(settings) if remote else None)
+        if relay is not None:
+            print(f"leadflow worker {topics.app_id}: {relay.describe()}", file=sys.stderr, flush=True)
+            relay.start()
         try:
             worker.execute_from_commandline()
         except SystemExit as done:
             if done.code not in (None, 0):
                 raise
+        finally:
+            if relay is not None:
+                relay.stop()  # flush, commit, close the sinks
     finally:
         if embedded is not None:
             embedded.stop()

@@ -1,0 +1,489 @@
+"""The sink relay: the worker's output topics into the configured SQL and webhook sinks.
+
+It works like a Kafka Connect sink connector. A kafka-python consumer in its own group
+(``<app_id>.sinks``) reads ``lead.lifecycle``, ``lead.alerts`` and ``lead.dlq`` on a daemon thread.
+It decodes each value back into a record and hands it to the sink, waiting out ``SinkFull``. After
+each polled batch it calls ``sink.flush()``, and only then commits the batch's offsets. Every worker
+of a deployment runs one relay, and the group shares the output partitions among them.
+
+Why not write to the sinks from the faust agent? Sink I/O (a database transaction, an HTTP POST
+with retries) must never block faust's event loop. Also, an agent's output is final only once
+faust has published it (README, *Outbox*). Reading the topics back delivers what every other
+consumer sees, repeats included.
+
+**Guarantee: at least once, idempotent by id.** A crash after the flush and before the commit
+delivers the batch again. Offsets are never committed for records that did not reach the sink.
+Delivering a record again does nothing:
+
+- ``SqlSink`` writes with ``INSERT ... ON CONFLICT (transition_id | alert_id | dlq_id) DO NOTHING``.
+  ``leads`` is upserted only by a later ``occurred_at``, or at the same millisecond by the record
+  that continues from the stored stage, so a repeat never moves a lead back (``sinks/sql.py``).
+- ``WebhookSink`` sends ``Idempotency-Key: <alert_id>``, so the receiver drops repeats.
+
+**Failures.**
+
+- A failed flush (for example, the database is down) is retried with back-off. The batch stays
+  in the sink's buffer and nothing is committed meanwhile.
+- Any other error (a schema registry that is down, the broker) rewinds to the last committed
+  offsets and retries.
+- A value that cannot be decoded does not stop the relay. It is logged, counted
+  (``undecodable``) and handed to the sink as a ``DlqRecord`` with the codec's stable error code
+  (``invalid_json``, ``missing_field``, ...), naming its topic, partition and offset. The SQL sink
+  stores it in ``dlq_records``. It is not produced to the DLQ topic: garbage on that topic would
+  come back forever.
+- **Webhook dead letters** (an alert the webhook gave up on, ``webhook_failed``) are logged and
+  produced to the deployment's DLQ topic. They are flushed before the commit, so they reach the
+  other DLQ consumers, and through this relay the SQL sink's ``dlq_records``.
+
+Values are JSON (the worker's format, decoded with the report's ``lifecycle_from_wire`` /
+``alert_from_wire``) or Confluent-framed Avro (magic byte 0, then a 4-byte schema id), whose
+writer schema comes from the worker's ``SchemaLookup`` (the registry, else the bundled schemas).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import logging
+import threading
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from lifecycle.errors import EventError
+from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record
+from schemas.codec import (
+    EMPTY_MESSAGE,
+    INVALID_FIELD,
+    INVALID_JSON,
+    INVALID_TIMESTAMP,
+    INVALID_UTF8,
+    MISSING_FIELD,
+    NOT_AN_OBJECT,
+    SchemaLookup,
+    dlq_record,
+    read_avro,
+)
+from sinks.base import Sink, SinkError
+from sinks.report_sources import alert_from_wire, lifecycle_from_wire
+from streams.topics import Topics
+
+log = logging.getLogger("leadflow.relay")
+
+RecordType = type[LifecycleRecord] | type[AlertRecord] | type[DlqRecord]
+
+#: back-off after a failed flush or batch: doubles from the first value up to the second (seconds)
+RETRY_BACKOFF = (0.5, 30.0)
+
+
+def group_id(topics: Topics) -> str:
+    """The relay's consumer group: its own, so its offsets never mix with the worker's."""
+    return f"{topics.app_id}.sinks"
+
+
+def record_types(topics: Topics) -> dict[str, RecordType]:
+    """Output topic -> the record type its values decode to."""
+    return {topics.lifecycle: LifecycleRecord, topics.alerts: AlertRecord, topics.dlq: DlqRecord}
+
+
+# -- values -> records -------------------------------------------------------------------------
+
+def _shape(cls: RecordType) -> dict[str, tuple[tuple[type, ...], bool]]:
+    """Field -> (allowed exact types, nullable), read off the record's annotations."""
+    hints = typing.get_type_hints(cls)
+    shape = {}
+    for name in cls.__slots__:
+        hint = hints[name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        allowed = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
+        shape[name] = (allowed, type(None) in args)
+    return shape
+
+
+_SHAPES: dict[type, dict[str, tuple[tuple[type, ...], bool]]] = {
+    cls: _shape(cls) for cls in (LifecycleRecord, AlertRecord, DlqRecord)
+}
+_IDS = frozenset({"transition_id", "alert_id", "lead_id"})
+
+
+def _checked(cls: RecordType, values: Mapping[str, Any]) -> Record:
+    """The record of ``values``, with every field of the type its annotation names.
+
+    A wrong type is refused here, not by the database. A row the database refuses would fail
+    every flush and stall the relay, so nothing that passes this check should be refused.
+    """
+    for name, (allowed, nullable) in _SHAPES[cls].items():
+        value = values.get(name)
+        if value is None:
+            if nullable:
+                continue
+            raise EventError(MISSING_FIELD, f"{name}: required")
+        if type(value) not in allowed or (type(value) is tuple and any(type(v) is not str for v in value)):
+            raise EventError(INVALID_FIELD, f"{name}: expected {' or '.join(t.__name__ for t in allowed)}, "
+                                            f"got {type(value).__name__}")
+        if name in _IDS and not value:
+            raise EventError(INVALID_FIELD, f"{name}: empty")
+    return cls(**{name: values.get(name) for name in cls.__slots__})
+
+
+def _from_json(cls: RecordType, obj: dict[str, Any]) -> Record:
+    skipped = obj.get("skipped_stages")
+    if cls is LifecycleRecord and skipped is not None and type(skipped) is not list:
+        raise EventError(INVALID_FIELD, f"skipped_stages: expected a list, got {type(skipped).__name__}")
+    for name in TIME_FIELDS.intersection(obj):
+        if obj[name] is not None and type(obj[name]) is not str:
+            raise EventError(INVALID_FIELD, f"{name}: expected an RFC 3339 string, got {type(obj[name]).__name__}")
+    missing = [n for n, (_, nullable) in _SHAPES[cls].items() if not nullable and obj.get(n) is None]
+    if missing:
+        raise EventError(MISSING_FIELD, f"{missing[0]}: required")
+    try:
+        if cls is LifecycleRecord:
+            record: Any = lifecycle_from_wire(obj)
+        elif cls is AlertRecord:
+            record = alert_from_wire(obj)
+        else:
+            record = _dlq_from_wire(obj)
+    except KeyError as exc:  # a nullable field the wire form always carries
+        raise EventError(MISSING_FIELD, f"{exc.args[0]}: required") from None
+    except (ValueError, TypeError) as exc:
+        raise EventError(INVALID_TIMESTAMP, f"not RFC 3339 with an offset: {exc}") from None
+    return _checked(cls, {name: getattr(record, name) for name in cls.__slots__})
+
+
+def _dlq_from_wire(obj: dict[str, Any]) -> DlqRecord:
+    """The inverse of ``schemas.wire.wire_dict`` for a DLQ record (bytes are base64)."""
+    values = {name: obj.get(name) for name in DlqRecord.__slots__}
+    for name in ("key", "original"):
+        if values[name] is not None:
+            if type(values[name]) is not str:
+                raise EventError(INVALID_FIELD, f"{name}: expected base64 text")
+            try:
+                values[name] = base64.b64decode(values[name], validate=True)
+            except binascii.Error as exc:
+                raise EventError(INVALID_FIELD, f"{name}: not base64: {exc}") from None
+    return DlqRecord(**values)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MS = dt.timedelta(milliseconds=1)
+
+
+def _from_avro(cls: RecordType, datum: dict[str, Any]) -> Record:
+    values = dict(datum)
+    for name in TIME_FIELDS.intersection(values):
+        if isinstance(values[name], dt.datetime):  # timestamp-millis, read as an aware datetime
+            values[name] = (values[name] - _EPOCH) // _MS
+    if cls is LifecycleRecord and type(values.get("skipped_stages")) is list:
+        values["skipped_stages"] = tuple(values["skipped_stages"])
+    return _checked(cls, values)
+
+
+def decode_record(cls: RecordType, value: bytes | None, lookup: SchemaLookup | None = None) -> Record:
+    """One output-topic value -> the record it carries. Raises ``EventError`` with a code of
+    ``schemas.codec.ERROR_CODES`` when the value does not hold a valid record of type ``cls``.
+
+    JSON (the wire form of ``schemas.wire``) or, when it starts with byte 0 and ``lookup`` is
+    given, Confluent-framed Avro.
+    """
+    if not value:
+        raise EventError(EMPTY_MESSAGE, "empty message")
+    if value[0] == 0:
+        if lookup is None:
+            raise EventError(INVALID_JSON, "starts with byte 0 (Avro framing?) and no schema lookup is configured")
+        datum = read_avro(value, lookup)
+        if type(datum) is not dict:
+            raise EventError(NOT_AN_OBJECT, f"expected a record, got {type(datum).__name__}")
+        return _from_avro(cls, datum)
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        try:
+            str(value, "utf-8")
+        except UnicodeDecodeError as bad:
+            raise EventError(INVALID_UTF8, f"byte {bad.start}: {bad.reason}") from None
+        raise EventError(INVALID_JSON, str(exc)) from None
+    if type(obj) is not dict:
+        raise EventError(NOT_AN_OBJECT, f"expected an object, got {type(obj).__name__}")
+    return _from_json(cls, obj)
+
+
+# -- the relay ---------------------------------------------------------------------------------
+
+def _group_settings(tansu: bool) -> dict[str, Any]:
+    """kafka-python group timings. On Tansu they are the faust ones of ``streams.settings.EMBEDDED``,
+    because Tansu holds a join for half the session timeout (BROKER.md)."""
+    if not tansu:
+        return {}
+    from streams.settings import EMBEDDED
+
+    return {"session_timeout_ms": int(EMBEDDED["broker_session_timeout"] * 1000),
+            "heartbeat_interval_ms": int(EMBEDDED["broker_heartbeat_interval"] * 1000)}
+
+
+class SinkRelay:
+    """Output topics -> ``sink``, at least once; see the module docstring.
+
+    The relay owns ``sink`` and ``dead_letters``: ``stop()`` closes both. ``dead_letters`` is
+    where the sink sends what it gives up on (the webhook's DLQ producer). It is flushed after
+    ``sink`` and before the commit, so the commit also covers the dead letters.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        sink: Sink,
+        *,
+        sources: Sequence[str] | None = None,
+        group: str | None = None,
+        lookup: SchemaLookup | None = None,
+        tansu: bool = False,
+        client_kwargs: Mapping[str, Any] | None = None,
+        dead_letters: Sink | None = None,
+        max_records: int = 500,
+        poll_timeout_ms: int = 200,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.sink = sink
+        self.dead_letters = dead_letters
+        self.sources = tuple(sources if sources is not None else topics.outputs)
+        kinds = record_types(topics)
+        unknown = [t for t in self.sources if t not in kinds]
+        if unknown:
+            raise ValueError(f"not output topics of {topics.app_id}: {unknown}")
+        self._kinds = {t: kinds[t] for t in self.sources}
+        self.group = group or group_id(topics)
+        self.lookup = lookup
+        self.max_records = max_records
+        self.poll_timeout_ms = poll_timeout_ms
+        self._consumer_kwargs = {**_group_settings(tansu), **dict(client_kwargs or {})}
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+        # counters (written by the relay thread only)
+        self.relayed = 0        # records handed to the sink, flushed and committed (repeats included)
+        self.undecodable = 0    # values that did not decode: logged, handed on as DlqRecords
+        self.commits = 0        # successful offset commits
+        self.failures = 0       # failed flushes, batches and commits (each logged)
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> "SinkRelay":
+        """Connect and subscribe here, so a broker that cannot be reached fails the caller, then
+        relay on a daemon thread."""
+        from kafka import KafkaConsumer
+
+        if self._thread is not None:
+            raise RuntimeError("relay already started")
+        try:
+            self._consumer = KafkaConsumer(
+                bootstrap_servers=self.bootstrap, group_id=self.group, client_id=f"{self.group}-relay",
+                enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
+                **self._consumer_kwargs)
+            self._consumer.subscribe(list(self.sources))
+        except Exception as exc:
+            self._close_sinks()
+            raise SinkError(f"sink relay cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, name=f"leadflow-relay-{self.group}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the batch in hand (flush, commit), close the sinks and the consumer, and join the thread.
+
+        Anything not committed when this returns is delivered again by the next relay of the group.
+        """
+        self._stopping.set()
+        if self._thread is None:
+            self._close_sinks()
+            return
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("sink relay %s still busy after %.0f s; what it did not commit is relayed again "
+                        "on the next start", self.group, timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> "SinkRelay":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def describe(self) -> str:
+        """One line for the operator: the sinks (no password), the group, the guarantee."""
+        return f"{describe_sinks(self.sink)} (consumer group {self.group}, at least once)"
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        delay = RETRY_BACKOFF[0]
+        try:
+            while not self._stopping.is_set():
+                try:
+                    batch = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                    if batch:
+                        self._relay(batch)
+                    delay = RETRY_BACKOFF[0]
+                except Exception as exc:  # noqa: BLE001 - the relay outlives any one failure
+                    self.failures += 1
+                    log.error("sink relay %s: %s: %s; again from the last committed offsets in %.1f s",
+                              self.group, type(exc).__name__, exc, delay)
+                    if self._stopping.wait(delay):
+                        break
+                    self._rewind()
+                    delay = min(delay * 2, RETRY_BACKOFF[1])
+        finally:
+            self._close_sinks()
+            try:
+                self._consumer.close(autocommit=False)
+            except Exception as exc:  # noqa: BLE001
+                log.warning("sink relay %s: closing the consumer: %s", self.group, exc)
+
+    def _relay(self, batch: Mapping[Any, Sequence[Any]]) -> None:
+        from leadflow.replay import deliver
+
+        count = 0
+        for messages in batch.values():
+            for message in messages:
+                deliver(self.sink, self._record(message))
+                count += 1
+        if not self._flush():
+            return  # stopping before the sink took the batch: commit nothing
+        try:
+            self._consumer.commit()
+        except Exception as exc:  # noqa: BLE001 - e.g. a rebalance meanwhile: the batch comes again
+            self.failures += 1
+            log.warning("sink relay %s: commit failed (%s); %d records will be relayed again",
+                        self.group, exc, count)
+            return
+        self.commits += 1
+        self.relayed += count
+
+    def _record(self, message: Any) -> Record:
+        try:
+            return decode_record(self._kinds[message.topic], message.value, self.lookup)
+        except EventError as error:
+            self.undecodable += 1
+            log.warning("sink relay %s: %s[%d]@%d is not a record (%s: %s); handed on as a dead letter",
+                        self.group, message.topic, message.partition, message.offset, error.code, error.detail)
+            return dlq_record(message.value, message.key, error, message.topic, message.partition, message.offset)
+
+    def _flush(self) -> bool:
+        """Flush the sink, then the dead letters, retrying until done; False if stopped first."""
+        delay = RETRY_BACKOFF[0]
+        while True:
+            try:
+                self.sink.flush()
+                if self.dead_letters is not None:
+                    self.dead_letters.flush()
+                return True
+            except Exception as exc:  # noqa: BLE001 - SinkError, or a driver error
+                self.failures += 1
+                log.error("sink relay %s: flush failed (%s); nothing committed, retrying in %.1f s",
+                          self.group, exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, RETRY_BACKOFF[1])
+
+    def _rewind(self) -> None:
+        """Every assigned partition back to its committed offset (or the beginning)."""
+        try:
+            for tp in self._consumer.assignment():
+                committed = self._consumer.committed(tp)
+                if committed is None:
+                    self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, committed)
+        except Exception as exc:  # noqa: BLE001 - a rebalance resets positions to the committed ones anyway
+            log.warning("sink relay %s: cannot rewind (%s)", self.group, exc)
+
+    def _close_sinks(self) -> None:
+        for sink in (self.sink, self.dead_letters):
+            if sink is None:
+                continue
+            try:
+                sink.close()
+            except Exception as exc:  # noqa: BLE001 - close every sink; say what was not stored
+                log.error("sink relay %s: closing %r failed (%s); uncommitted records are relayed again "
+                          "on the next start", self.group, sink, exc)
+
+
+# -- from the configuration --------------------------------------------------------------------
+
+def describe_sinks(sink: Sink) -> str:
+    """``SQL sqlite:///x.db, webhook https://h/p``: what ``sink`` writes to, passwords hidden."""
+    from sinks.base import FanOut
+    from sinks.sql import SqlSink, _redact
+    from sinks.webhook import WebhookSink
+
+    parts = []
+    for one in sink.sinks if isinstance(sink, FanOut) else (sink,):
+        if isinstance(one, SqlSink):
+            parts.append(f"SQL {_redact(one.url)}")
+        elif isinstance(one, WebhookSink):
+            parts.append(f"webhook {_redact(one.url)}")
+        else:
+            parts.append(type(one).__name__)
+    return "sinks: " + ", ".join(parts)
+
+
+def relay_for(settings: Any, bootstrap: str, topics: Topics, *, lookup: SchemaLookup | None = None,
+              tansu: bool = False, client_kwargs: Mapping[str, Any] | None = None) -> SinkRelay | None:
+    """The relay for ``LEADFLOW_SQL_URL`` / ``LEADFLOW_WEBHOOK_URL`` (``streams.config.Settings``), or None.
+
+    The SQL sink gets all three output topics. The webhook gets the alerts, and its dead letters
+    are produced to the DLQ topic (``_dead_letter_producer``). With only a webhook, only the
+    alerts topic is read. Sinks are opened here (the database migrated, the webhook secret read),
+    so a bad database or a missing secret stops the worker before it starts.
+    """
+    if not settings.sql_url and not settings.webhook_url:
+        return None
+    from sinks.base import FanOut
+
+    chosen: list[Sink] = []
+    dead_letters: Sink | None = None
+    try:
+        if settings.sql_url:
+            from sinks.sql import SqlSink
+
+            chosen.append(SqlSink(settings.sql_url))
+        if settings.webhook_url:
+            from sinks.webhook import WebhookSink
+
+            dead_letters, forward = _dead_letter_producer(bootstrap, topics, group_id(topics), client_kwargs)
+            chosen.append(WebhookSink(settings.webhook_url, dead_letters=forward, alerts_topic=topics.alerts))
+    except BaseException:
+        for sink in (*chosen, dead_letters):
+            if sink is not None:
+                sink.close()
+        raise
+    sink = chosen[0] if len(chosen) == 1 else FanOut(*chosen)
+    sources = topics.outputs if settings.sql_url else (topics.alerts,)
+    return SinkRelay(bootstrap, topics, sink, sources=sources, lookup=lookup, tansu=tansu,
+                     client_kwargs=client_kwargs, dead_letters=dead_letters)
+
+
+def _dead_letter_producer(bootstrap: str, topics: Topics, group: str,
+                          client_kwargs: Mapping[str, Any] | None) -> tuple[Sink, Callable[[DlqRecord], None]]:
+    """A Kafka sink for the DLQ topic, and the webhook's ``dead_letters`` callback that logs each
+    dead letter and hands it to that sink, waiting out back-pressure."""
+    from leadflow.replay import deliver
+    from sinks.kafka import KafkaSink
+
+    producer = KafkaSink(bootstrap, {DlqRecord: topics.dlq}, client_id=f"{group}-dead-letters",
+                         **dict(client_kwargs or {}))
+
+    def forward(record: DlqRecord) -> None:
+        log.warning("webhook gave up on an alert of lead %s (%s); dead letter to %s",
+                    (record.key or b"").decode("utf-8", "replace"), record.detail, topics.dlq)
+        deliver(producer, record)
+
+    return producer, forward
