@@ -114,6 +114,76 @@ class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS   # read by AIOKafkaConsumer.start()
         return consumer
 
+    async def seek_to_committed(self) -> Any:
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Any:
+        """Every source partition to its committed offset, and to the beginning when it has none.
+
+        aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
+        where its fetcher happens to be. faust calls it after a recovery, and during that recovery
+        the fetcher may already have read (and faust dropped) records of the newly assigned
+        partitions: a partition its previous owner never committed would then skip them for good
+        (seen when a worker died within its first commit interval). ``consumer_auto_offset_reset``
+        is ``earliest``, so the beginning is where such a partition starts.
+        """
+        consumer = self._ensure_consumer()
+        committed = await consumer.seek_to_committed()
+        changelogs = self.app.tables.changelog_topics
+        fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
+        return committed
+
+    async def _highwaters(self, partitions: list[TP]) -> Any:
+        """End offsets; exact ones on a broker whose ListOffsets is not (``Transport.exact_ends``)."""
+        ends = await super()._highwaters(partitions)
+        if not getattr(self.transport, "exact_ends", False):
+            return ends
+        return await exact_end_offsets(self.app.conf.broker, ends)
+
+
+async def exact_end_offsets(brokers: Any, ends: dict[TP, int]) -> dict[TP, int]:
+    """Correct end offsets from a broker that answers ListOffsets(latest) with the first offset of
+    the partition's last *batch* + 1 (Tansu, BROKER.md), by reading that last batch.
+
+    faust recovers a table by reading its changelog up to these offsets: taken as they come, a
+    crashed worker's successor stopped short of the last updates. Fetching from ``end - 1`` returns
+    the whole last batch, whose last record gives the true end. One fetch per non-empty partition,
+    at recovery only, so faust's producer keeps batching (no ``producer_max_batch_size=1``).
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    todo = {tp: end for tp, end in ends.items() if end}
+    if not todo:
+        return dict(ends)
+    servers = ",".join(f"{url.host}:{url.port}" for url in brokers)
+    reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
+                              fetch_max_wait_ms=50)
+    await reader.start()
+    exact = dict(ends)
+    try:
+        keyed = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+        reader.assign(list(keyed))
+        for ktp, tp in keyed.items():
+            reader.seek(ktp, todo[tp] - 1)
+        waiting = set(keyed)
+        deadline = time.monotonic() + 10.0
+        while waiting and time.monotonic() < deadline:
+            batches = await reader.getmany(*waiting, timeout_ms=200)
+            for ktp, records in batches.items():
+                if records:
+                    tp = keyed[ktp]
+                    exact[tp] = max(exact[tp], records[-1].offset + 1)
+                    waiting.discard(ktp)
+                    reader.pause(ktp)
+        if waiting:  # nothing readable there (deleted meanwhile?): keep what the broker said
+            log.warning("cannot read the last batch of %s; using the broker's end offsets",
+                        sorted(map(str, waiting)))
+    finally:
+        await reader.stop()
+    return exact
+
 
 class _FastFetchConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
@@ -156,6 +226,8 @@ class _DurableProducer(faust_aiokafka.Producer):
 class _Transport(faust_aiokafka.Transport):
     Consumer = _FastFetchConsumer
     Producer = _DurableProducer
+    #: correct ListOffsets(latest) by reading the last batch (set for Tansu only)
+    exact_ends: bool = False
 
 
 class LeadTable(faust.Table):
@@ -527,6 +599,7 @@ def build_app(
     app = faust.App(app_id, autodiscover=False,
                     **faust_settings(embedded, bootstrap=bootstrap, **overrides))
     app.transport = _Transport(app.conf.broker_consumer, app)
+    app.transport.exact_ends = embedded  # Tansu's ListOffsets is a batch short (BROKER.md)
 
     table = app.tables.add(LeadTable(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,

@@ -3,10 +3,11 @@
 This is the one place that knows about broker quirks (see BROKER.md). Against a real Apache Kafka only
 ``GENERAL`` applies; ``EMBEDDED`` is layered on top when the broker is the embedded Tansu one:
 
-- ``producer_max_batch_size=1``: Tansu answers ListOffsets(latest) with the first offset of the last
-  *batch* + 1, so faust's changelog recovery stops early and loses table updates after a crash (or
-  fails with ``ConsistencyError`` on rocksdb). One record per batch makes that offset exact. It costs
-  producer throughput (see ``bench/faust_baselines.py``) and is not optional on Tansu.
+- Tansu answers ListOffsets(latest) with the first offset of the last *batch* + 1, so faust's
+  changelog recovery would stop early and lose table updates after a crash. That is not a setting:
+  the worker's consumer reads the last batch to get the exact end (``streams.app.exact_end_offsets``,
+  enabled by ``build_app(embedded=True)``). The earlier workaround, ``producer_max_batch_size=1``,
+  capped a worker at ~1.8k events/s.
 - ``broker_session_timeout=3`` / ``broker_heartbeat_interval=1`` / ``broker_rebalance_timeout=3``:
   Tansu holds a group join for half the session timeout (faust's default 60 s → 30 s per join).
 - ``store="memory://"``: the embedded broker keeps everything in memory, so a persistent local store
@@ -42,7 +43,6 @@ GENERAL: dict[str, Any] = {
 }
 
 EMBEDDED: dict[str, Any] = {
-    "producer_max_batch_size": 1,
     "broker_session_timeout": 3.0,
     "broker_heartbeat_interval": 1.0,
     "broker_rebalance_timeout": 3.0,
@@ -81,8 +81,8 @@ def is_tansu(bootstrap: str, *, timeout_ms: int = 5000) -> bool:
 
     ``$LEADFLOW_BROKER_QUIRKS`` decides when set (``tansu`` or ``none``); otherwise the cluster id
     tells (Tansu answers DescribeCluster with ``tansu_cluster``). A Tansu reached by address needs the
-    same workarounds as the embedded one: without ``producer_max_batch_size=1`` a crashed worker
-    recovers its table short of its last updates.
+    same workarounds as the embedded one: without exact end offsets a crashed worker recovers its
+    table short of its last updates.
     """
     import os
 
