@@ -105,3 +105,29 @@ _FAST = {LifecycleRecord: _lifecycle_wire, AlertRecord: _alert_wire}
 def record_json(record: Record) -> bytes:
     fast = _FAST.get(type(record))
     return orjson.dumps(fast(record) if fast is not None else wire_dict(record))
+
+
+# -- the inverse: wire form -> record ---------------------------------------------------------------
+
+def _from_wire(values: dict[str, Any]) -> dict[str, Any]:
+    out = dict(values)
+    for name in TIME_FIELDS.intersection(out):
+        if out[name] is not None:
+            out[name] = parse_time(out[name])
+    return out
+
+
+def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
+    """The inverse of ``schemas.wire.wire_dict`` for a lifecycle record."""
+    out = _from_wire(values)
+    out["skipped_stages"] = tuple(out.get("skipped_stages") or ())
+    out.setdefault("team", None)
+    out.setdefault("reason", None)
+    return LifecycleRecord(**{k: out[k] for k in LifecycleRecord.__slots__})
+
+
+def alert_from_wire(values: dict[str, Any]) -> AlertRecord:
+    """The inverse of ``schemas.wire.wire_dict`` for an alert."""
+    out = _from_wire(values)
+    out.setdefault("resolves_alert_id", None)
+    return AlertRecord(**{k: out[k] for k in AlertRecord.__slots__})

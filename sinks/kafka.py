@@ -4,12 +4,13 @@ kafka-python producer with ``acks="all"`` (a record counts as written once every
 it; ``acks=0`` is refused). ``add`` is asynchronous; when the producer's buffer is full ``send`` would
 block, so ``max_block_ms`` is short and the timeout becomes ``SinkFull``. ``flush`` waits for every
 send and raises ``SinkError`` for the first one that failed. Record types absent from ``topics`` are
-skipped (an alerts-only sink maps only ``AlertRecord``).
+skipped (an alerts-only sink maps only ``AlertRecord``). ``encode`` turns a record into its value
+(default: the JSON wire form; the worker passes its ``LEADFLOW_FORMAT`` encoder).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, record_key
@@ -33,7 +34,8 @@ def topics_of(topics: Any) -> dict[RecordType, str]:
 class KafkaSink(Sink):
     def __init__(self, bootstrap: str, topics: Mapping[RecordType, str] = DEFAULT_TOPICS, *,
                  acks: str | int = "all", linger_ms: int = 5, max_block_ms: int = 200,
-                 client_id: str = "leadflow-sink", **producer_config: Any) -> None:
+                 client_id: str = "leadflow-sink", encode: Callable[[Record], bytes] = record_json,
+                 **producer_config: Any) -> None:
         if acks in (0, "0"):
             raise ValueError("acks=0 loses records silently; use acks='all'")
         from kafka import KafkaProducer
@@ -41,6 +43,7 @@ class KafkaSink(Sink):
         self.bootstrap = bootstrap
         self.topics = dict(topics)
         self.max_block_ms = max_block_ms
+        self.encode = encode
         try:
             self._producer = KafkaProducer(bootstrap_servers=bootstrap, acks=acks, linger_ms=linger_ms,
                                            max_block_ms=max_block_ms, client_id=client_id, **producer_config)
@@ -60,7 +63,7 @@ class KafkaSink(Sink):
 
         try:
             future = self._producer.send(topic, key=key.encode() if key is not None else None,
-                                         value=record_json(record))
+                                         value=self.encode(record))
         except KafkaTimeoutError as exc:
             raise SinkFull(self.max_block_ms / 1000, f"producer buffer full or no metadata for {topic}") from exc
         self._futures.append(future)

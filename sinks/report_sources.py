@@ -13,35 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError
-from lifecycle.records import TIME_FIELDS, AlertRecord, LifecycleRecord
-from schemas.wire import parse_time
+from lifecycle.records import AlertRecord, LifecycleRecord
+from schemas.wire import alert_from_wire, lifecycle_from_wire, parse_time  # noqa: F401 - re-exported
 from sinks.base import SinkError
 
 Loaded = tuple[list[LifecycleRecord], list[AlertRecord]]
-
-
-def _from_wire(values: dict[str, Any]) -> dict[str, Any]:
-    out = dict(values)
-    for name in TIME_FIELDS.intersection(out):
-        if out[name] is not None:
-            out[name] = parse_time(out[name])
-    return out
-
-
-def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
-    """The inverse of ``schemas.wire.wire_dict`` for a lifecycle record."""
-    out = _from_wire(values)
-    out["skipped_stages"] = tuple(out.get("skipped_stages") or ())
-    out.setdefault("team", None)
-    out.setdefault("reason", None)
-    return LifecycleRecord(**{k: out[k] for k in LifecycleRecord.__slots__})
-
-
-def alert_from_wire(values: dict[str, Any]) -> AlertRecord:
-    """The inverse of ``schemas.wire.wire_dict`` for an alert."""
-    out = _from_wire(values)
-    out.setdefault("resolves_alert_id", None)
-    return AlertRecord(**{k: out[k] for k in AlertRecord.__slots__})
 
 
 def _json_lines(path: Path) -> Iterator[dict[str, Any]]:

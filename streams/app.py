@@ -50,6 +50,7 @@ from lifecycle.timers import TimerSet
 from schemas import codec
 from schemas.wire import format_time
 from streams.metrics import CONTENT_TYPE, Metrics
+from streams.output import JsonOutput, Output
 from streams.settings import faust_settings
 from streams.topics import Topics
 
@@ -264,6 +265,8 @@ class LeadflowApp:
     engine: Engine
     embedded: bool
     metrics: Metrics = field(default_factory=Metrics)
+    #: wire format of the output records (``LEADFLOW_FORMAT``)
+    output: Output = field(default_factory=JsonOutput)
     #: partition -> its pending deadlines (active partitions only)
     timers: dict[int, TimerSet] = field(default_factory=dict)
     #: partition -> lead_id -> (due, sent_at) of timer commands on their way
@@ -365,9 +368,13 @@ class LeadflowApp:
     async def _emit(self, lead_id: str, encoded: Iterable[list[str]]) -> None:
         producer = self.app.producer
         key = lead_id.encode()
+        output = self.output
         for kind, payload in encoded:
-            topic = self.topics.lifecycle if kind == LIFECYCLE else self.topics.alerts
-            await producer.send(topic, key, payload.encode(), None, None, None)
+            if kind == LIFECYCLE:
+                topic, value = self.topics.lifecycle, output.lifecycle(payload)
+            else:
+                topic, value = self.topics.alerts, output.alert(payload)
+            await producer.send(topic, key, value, None, None, None)
 
     async def _reemit(self, lead_id: str, outbox: list[list[Any]], message_id: str) -> None:
         for entry in outbox:
@@ -409,7 +416,7 @@ class LeadflowApp:
     async def _dead_letter(self, message: Any, value: bytes, error: EventError) -> None:
         record = codec.dlq_record(value, message.key, error, message.topic, message.partition,
                                   message.offset)
-        await self.app.producer.send(self.topics.dlq, message.key, codec.encode_json(record),
+        await self.app.producer.send(self.topics.dlq, message.key, self.output.dlq(record),
                                      None, None, None)
         self.metrics.dlq.labels(error.code).inc()
 

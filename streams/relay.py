@@ -68,8 +68,8 @@ from schemas.codec import (
     dlq_record,
     read_avro,
 )
+from schemas.wire import alert_from_wire, lifecycle_from_wire
 from sinks.base import Sink, SinkError
-from sinks.report_sources import alert_from_wire, lifecycle_from_wire
 from streams.topics import Topics
 
 log = logging.getLogger("leadflow.relay")
@@ -436,11 +436,13 @@ def describe_sinks(sink: Sink) -> str:
 
 
 def relay_for(settings: Any, bootstrap: str, topics: Topics, *, lookup: SchemaLookup | None = None,
-              tansu: bool = False, client_kwargs: Mapping[str, Any] | None = None) -> SinkRelay | None:
+              tansu: bool = False, client_kwargs: Mapping[str, Any] | None = None,
+              encode_dlq: Callable[[DlqRecord], bytes] | None = None) -> SinkRelay | None:
     """The relay for ``LEADFLOW_SQL_URL`` / ``LEADFLOW_WEBHOOK_URL`` (``streams.config.Settings``), or None.
 
     The SQL sink gets all three output topics. The webhook gets the alerts, and its dead letters
-    are produced to the DLQ topic (``_dead_letter_producer``). With only a webhook, only the
+    are produced to the DLQ topic (``_dead_letter_producer``), encoded by ``encode_dlq`` (the
+    worker's output format; default JSON). With only a webhook, only the
     alerts topic is read. Sinks are opened here (the database migrated, the webhook secret read),
     so a bad database or a missing secret stops the worker before it starts.
     """
@@ -458,7 +460,8 @@ def relay_for(settings: Any, bootstrap: str, topics: Topics, *, lookup: SchemaLo
         if settings.webhook_url:
             from sinks.webhook import WebhookSink
 
-            dead_letters, forward = _dead_letter_producer(bootstrap, topics, group_id(topics), client_kwargs)
+            dead_letters, forward = _dead_letter_producer(bootstrap, topics, group_id(topics), client_kwargs,
+                                                          encode_dlq)
             chosen.append(WebhookSink(settings.webhook_url, dead_letters=forward, alerts_topic=topics.alerts))
     except BaseException:
         for sink in (*chosen, dead_letters):
@@ -472,14 +475,18 @@ def relay_for(settings: Any, bootstrap: str, topics: Topics, *, lookup: SchemaLo
 
 
 def _dead_letter_producer(bootstrap: str, topics: Topics, group: str,
-                          client_kwargs: Mapping[str, Any] | None) -> tuple[Sink, Callable[[DlqRecord], None]]:
+                          client_kwargs: Mapping[str, Any] | None,
+                          encode: Callable[[DlqRecord], bytes] | None = None,
+                          ) -> tuple[Sink, Callable[[DlqRecord], None]]:
     """A Kafka sink for the DLQ topic, and the webhook's ``dead_letters`` callback that logs each
     dead letter and hands it to that sink, waiting out back-pressure."""
     from leadflow.replay import deliver
     from sinks.kafka import KafkaSink
 
-    producer = KafkaSink(bootstrap, {DlqRecord: topics.dlq}, client_id=f"{group}-dead-letters",
-                         **dict(client_kwargs or {}))
+    extra: dict[str, Any] = dict(client_kwargs or {})
+    if encode is not None:
+        extra["encode"] = encode
+    producer = KafkaSink(bootstrap, {DlqRecord: topics.dlq}, client_id=f"{group}-dead-letters", **extra)
 
     def forward(record: DlqRecord) -> None:
         log.warning("webhook gave up on an alert of lead %s (%s); dead letter to %s",

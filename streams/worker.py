@@ -56,10 +56,15 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
             from schemas.registry import RegistryClient
 
             lf.lookup = RegistryClient(settings.schema_registry_url)
+            if settings.format == "avro":  # outputs too, under schemas registered at start-up
+                from streams.output import AvroOutput
+
+                lf.output = AvroOutput.register(lf.lookup, topics)
         where = (f"embedded broker {bootstrap}" if embedded is not None
                  else f"{bootstrap} (Tansu)" if quirks else bootstrap)
         print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "
               f"policy {policy_path or 'built-in'}"
+              + f", {lf.output.name} output"
               + (f", http://127.0.0.1:{web_port}/health" if web_port else ""), file=sys.stderr, flush=True)
         _dump_tasks_on_sigusr1()
         worker = faust.Worker(lf.app, loglevel=settings.loglevel,
@@ -67,7 +72,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         # LEADFLOW_SQL_URL / LEADFLOW_WEBHOOK_URL: the outputs are relayed to them by a consumer of
         # its own (group <app_id>.sinks, at least once) on a thread, never on faust's event loop
         relay = relay_for(settings, bootstrap, topics, lookup=lf.lookup, tansu=quirks,
-                          client_kwargs=kafka_python_kwargs(settings) if remote else None)
+                          client_kwargs=kafka_python_kwargs(settings) if remote else None,
+                          encode_dlq=lf.output.dlq)
         if relay is not None:
             print(f"leadflow worker {topics.app_id}: {relay.describe()}", file=sys.stderr, flush=True)
             relay.start()

@@ -11,12 +11,16 @@ import itertools
 import re
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from streams.broker import EmbeddedBroker
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, produce  # noqa: F401  (re-exported for tests)
+
+if TYPE_CHECKING:
+    from tests.deploy.fake_registry import FakeRegistry
 
 _KAFKA_FIXTURES = {"kafka_broker", "bootstrap", "kafka_topics"}
 
@@ -74,3 +78,16 @@ def kafka_topics(bootstrap: str, unique_name: Callable[..., str]) -> Callable[..
         return topics
 
     return make
+
+
+@pytest.fixture
+def fake_registry() -> Iterator["FakeRegistry"]:
+    """A schema registry on 127.0.0.1:<free port>, empty, BACKWARD compatibility: the one place
+    that plays the registry's REST API (tests/deploy/fake_registry.py)."""
+    from tests.deploy.fake_registry import FakeRegistry
+
+    registry = FakeRegistry().start()
+    try:
+        yield registry
+    finally:
+        registry.stop()

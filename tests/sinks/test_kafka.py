@@ -45,3 +45,17 @@ def test_unmapped_record_types_are_skipped(bootstrap: str, unique_name: Callable
 def test_acks_zero_is_refused() -> None:
     with pytest.raises(ValueError, match="acks"):
         KafkaSink("127.0.0.1:9", acks=0)
+
+
+def test_values_in_the_format_given(bootstrap: str, unique_name: Callable[..., str]) -> None:
+    """The worker hands its ``LEADFLOW_FORMAT`` encoder over: e.g. webhook dead letters in Avro."""
+    from schemas import codec
+    from streams.topics import ensure_topics
+
+    topic = unique_name("dlq-avro")
+    ensure_topics(bootstrap, [topic], partitions=1)
+    dead = make_dlq()
+    with KafkaSink(bootstrap, {DlqRecord: topic}, encode=codec.encode_record_avro) as sink:
+        sink.add(dead)
+    (message,) = consume_all(bootstrap, topic, expected_count=1, timeout=10, settle=0.3)
+    assert message.value == codec.encode_record_avro(dead) and message.value[0] == 0
