@@ -119,22 +119,7 @@ class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         return await self.call_thread(self._seek_to_committed)
 
     async def _seek_to_committed(self) -> Any:
-        """Every source partition to its committed offset, and to the beginning when it has none.
-
-        aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
-        where its fetcher happens to be. faust calls it after a recovery, and during that recovery
-        the fetcher may already have read (and faust dropped) records of the newly assigned
-        partitions: a partition its previous owner never committed would then skip them for good
-        (seen when a worker died within its first commit interval). ``consumer_auto_offset_reset``
-        is ``earliest``, so the beginning is where such a partition starts.
-        """
-        consumer = self._ensure_consumer()
-        committed = await consumer.seek_to_committed()
-        changelogs = self.app.tables.changelog_topics
-        fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in changelogs]
-        if fresh:
-            await consumer.seek_to_beginning(*fresh)
-        return committed
+        return await seek_to_committed(self._ensure_consumer(), skip=self.app.tables.changelog_topics)
 
     async def _highwaters(self, partitions: list[TP]) -> Any:
         """End offsets; exact ones on a broker whose ListOffsets is not (``Transport.exact_ends``)."""
@@ -142,6 +127,25 @@ class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         if not getattr(self.transport, "exact_ends", False):
             return ends
         return await exact_end_offsets(self.app.conf.broker, ends)
+
+
+async def seek_to_committed(consumer: Any, skip: Iterable[str] = ()) -> dict[Any, int | None]:
+    """Every assigned partition to its committed offset, and to the beginning when it has none
+    (topics in ``skip`` excepted: table changelogs, which faust positions itself).
+
+    aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
+    where its fetcher happens to be. faust calls it after a recovery, and during that recovery the
+    fetcher may already have read (and faust dropped) records of the newly assigned partitions: a
+    partition its previous owner never committed then skipped them for good (seen when a worker
+    died within its first commit interval). ``consumer_auto_offset_reset`` is ``earliest``, so the
+    beginning is where such a partition starts.
+    """
+    committed = await consumer.seek_to_committed()
+    skipped = set(skip)
+    fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in skipped]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    return committed
 
 
 async def exact_end_offsets(brokers: Any, ends: dict[TP, int]) -> dict[TP, int]:

@@ -169,3 +169,44 @@ def test_exact_end_offsets_correct_tansus_listoffsets(bootstrap: str, unique_nam
     reported, exact = asyncio.run(scenario())
     assert reported[TP(name, 0)] < 25          # the quirk: one batch, reported end is 1
     assert exact == {TP(name, 0): 25, TP(name, 1): 0}
+
+
+def test_seek_to_committed_sends_uncommitted_partitions_back_to_the_beginning(
+    bootstrap: str, unique_name
+) -> None:
+    """faust re-positions a new owner's partitions with this after recovery; aiokafka alone leaves a
+    partition without a committed offset wherever its fetcher already read to."""
+    import asyncio
+
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.structs import OffsetAndMetadata
+
+    from streams.app import seek_to_committed
+
+    source, changelog = unique_name("src"), unique_name("changelog")
+    ensure_topics(bootstrap, [source, changelog], 2)
+    for topic in (source, changelog):
+        produce(bootstrap, topic, [(None, {"i": i}) for i in range(10)], partition=0)
+        produce(bootstrap, topic, [(None, {"i": i}) for i in range(10)], partition=1)
+    fresh, done, log0 = TopicPartition(source, 0), TopicPartition(source, 1), TopicPartition(changelog, 0)
+
+    async def scenario() -> dict:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=unique_name("g"),
+                                    enable_auto_commit=False, auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            consumer.assign([fresh, done, log0])
+            await consumer.commit({done: OffsetAndMetadata(4, "")})
+            read = 0   # the fetcher reads all it can (10 + 6 after the commit + 10), nothing processed
+            while read < 26:
+                batches = await consumer.getmany(timeout_ms=500)
+                read += sum(len(records) for records in batches.values())
+            committed = await seek_to_committed(consumer, skip={changelog})
+            return {"committed": committed, "fresh": await consumer.position(fresh),
+                    "done": await consumer.position(done), "changelog": await consumer.position(log0)}
+        finally:
+            await consumer.stop()
+
+    got = asyncio.run(scenario())
+    assert got["committed"][done] == 4 and got["committed"][fresh] is None
+    assert (got["fresh"], got["done"], got["changelog"]) == (0, 4, 10)
