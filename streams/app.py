@@ -25,7 +25,6 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import tempfile
 import time
@@ -34,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import faust
+import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
@@ -317,7 +317,7 @@ class LeadflowApp:
             for key, raw in self.table.items():
                 timers = fresh.get(self.partition_for(key))
                 if timers is not None and raw:
-                    wake = json.loads(raw).get("wake")
+                    wake = orjson.loads(raw).get("wake")
                     if wake is not None:
                         timers.set(key, wake)
             for p, timers in fresh.items():
@@ -338,7 +338,7 @@ class LeadflowApp:
         raw = self.table.get(lead_id)
         if not raw:
             return None, []
-        doc = json.loads(raw)
+        doc = orjson.loads(raw)
         return Lead.from_state(doc["lead"]), doc["outbox"]
 
     def _prune(self, outbox: list[list[Any]]) -> list[list[Any]]:
@@ -360,7 +360,7 @@ class LeadflowApp:
             outbox = outbox[-OUTBOX_CAP:]
         wake = lead.wake_at
         doc = {"wake": wake, "lead": lead.to_state(), "outbox": outbox}
-        self.table[lead.lead_id] = json.dumps(doc, separators=(",", ":")).encode()
+        self.table[lead.lead_id] = orjson.dumps(doc)
         self._schedule(message.partition, lead.lead_id, wake)
         for record in records:
             if isinstance(record, LifecycleRecord):
@@ -450,7 +450,7 @@ class LeadflowApp:
 
     async def _on_timer_command(self, message: Any) -> None:
         try:
-            command = json.loads(message.value)
+            command = orjson.loads(message.value)
             lead_id, due, command_id = command["lead_id"], int(command["due"]), command["id"]
         except (ValueError, TypeError, KeyError):
             log.warning("unreadable timer command at %s/%s@%s: %r", message.topic, message.partition,
@@ -491,7 +491,7 @@ class LeadflowApp:
                 command = {"lead_id": lead_id, "due": due, "id": f"timer:{lead_id}:{due}"}
                 try:
                     await producer.send(self.topics.timer_commands, lead_id.encode(),
-                                        json.dumps(command, separators=(",", ":")).encode(), p, None, None)
+                                        orjson.dumps(command), p, None, None)
                 except Exception:  # noqa: BLE001 - retry on the next tick
                     log.exception("cannot send timer command for %s", lead_id)
                     del inflight[lead_id]
