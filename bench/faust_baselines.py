@@ -12,7 +12,8 @@ over that same topic and prints events/s and ratios:
 - ``faust-pass``: the default source → agent → sink pass-through (one ``await sink.send`` per event);
 - variants with ``stream.take(n, within=...)`` and with the settings that are faust's sanctioned knobs:
   ``stream_buffer_maxsize``, ``broker_max_poll_records``, ``producer_linger_ms``,
-  ``producer_max_batch_size`` (``=1`` is REQUIRED on Tansu for exact changelog recovery).
+  ``producer_max_batch_size`` (``=1`` was the old workaround for Tansu's short ListOffsets; the
+  worker now corrects the end offsets at recovery instead, see ``streams.app.exact_end_offsets``).
 
 Pass-through rates are measured on the sink: from the first to the last record arriving there.
 Consume-only rates are measured by the agent (first to last event) and reported through a file.
@@ -35,9 +36,10 @@ Measured here (2 cores, 20 000 events, whole script 131 s; events/s, x raw aioka
     faust-table-pass-leadflow         1,480  0.05   + a table row (changelog write) per event
     faust-table-take-tuned-leadflow   1,103  0.04
 
-Reading: on Tansu with ``producer_max_batch_size=1`` every record faust produces (sink *and*
-changelog) is its own batch, so the producer's round trips cap a worker at ~1.5-2k events/s whatever
-the stream side does; ``take()`` and the tuning knobs only pay off when batching is allowed.
+Reading: with ``producer_max_batch_size=1`` every record faust produces (sink *and* changelog) is its
+own batch, so the producer's round trips cap a worker at ~1.5-2k events/s whatever the stream side
+does; ``take()`` and the tuning knobs only pay off when batching is allowed — which is why the
+worker no longer uses that setting on Tansu.
 """
 
 from __future__ import annotations
