@@ -175,11 +175,17 @@ def ensure_topics(
     specs = _as_specs(topics, partitions)
     if not specs:
         return {}
+    extra = dict(client_kwargs or {})
+    if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 2.1: else 30 s
+        extra.setdefault("bootstrap_timeout_ms", timeout_ms)
     try:
         admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="leadflow-admin",
-                                 request_timeout_ms=timeout_ms, **dict(client_kwargs or {}))
+                                 request_timeout_ms=timeout_ms, **extra)
     except Exception as exc:  # noqa: BLE001 - kafka-python raises several unrelated types here
-        raise TopicError(f"cannot reach broker {bootstrap}: {exc}") from exc
+        # a listener that wants TLS or SASL never answers a PLAINTEXT client (nor the reverse): a
+        # bare timeout, so say which protocol was tried
+        protocol = extra.get("security_protocol", "PLAINTEXT")
+        raise TopicError(f"cannot reach broker {bootstrap} with security protocol {protocol}: {exc}") from exc
     try:
         request = {
             s.name: {"num_partitions": s.partitions, "replication_factor": replication_factor,

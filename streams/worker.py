@@ -23,7 +23,7 @@ from typing import Any
 from lifecycle.policy import Policy
 from streams.app import TABLE, build_app
 from streams.broker import resolve_broker
-from streams.settings import is_tansu
+from streams.settings import ENV_QUIRKS, is_tansu
 from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
 from streams.relay import relay_for
 from streams.topics import Topics, ensure_topics
@@ -38,6 +38,21 @@ def topics_from_env(env: Any = os.environ) -> Topics:
     return load_settings(dict(env)).topics.with_tables(TABLE)
 
 
+def broker_quirks(settings: Any, bootstrap: str, embedded: bool) -> bool:
+    """Whether the Tansu workarounds apply: the embedded broker, else ``streams.settings.is_tansu``.
+
+    ``is_tansu`` probes in PLAINTEXT, and a TLS or SASL listener never answers that: the probe would
+    wait 30 s and say no. No Tansu 0.6 is secured (its ``--cert``/``--key`` cannot be given together
+    and SASL users need storage shared with the broker), so a secured broker is taken as not Tansu
+    unless ``$LEADFLOW_BROKER_QUIRKS`` says otherwise (e.g. a Tansu behind a TLS terminator).
+    """
+    if embedded:
+        return True
+    if settings.security_protocol != "PLAINTEXT" and not os.environ.get(ENV_QUIRKS, "").strip():
+        return False
+    return is_tansu(bootstrap)
+
+
 def run(broker: str | None, policy: Policy | None, policy_path: str | None = None,
         web_port: int | None = 6066, data_dir: str | None = None) -> None:
     import faust
@@ -48,7 +63,7 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
     try:
         remote = embedded is None  # security settings are for the user's cluster, never the embedded one
         ensure_topics(bootstrap, topics, client_kwargs=kafka_python_kwargs(settings) if remote else None)
-        quirks = embedded is not None or is_tansu(bootstrap)
+        quirks = broker_quirks(settings, bootstrap, embedded is not None)
         lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
                        web_port=web_port, data_dir=data_dir, web_host=settings.web_host,
                        **(faust_kwargs(settings) if remote else {}))
