@@ -61,7 +61,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker
+from streams.broker import EmbeddedBroker, die_with_parent
 from streams.settings import EMBEDDED, GENERAL
 from streams.topics import COMPACT, TopicSpec, changelog_topics, ensure_topics
 
@@ -247,7 +247,7 @@ def run_variant(v: Variant, bootstrap: str, source: str, count: int, work: Path,
     started = time.monotonic()
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
     deadline = started + timeout
     try:
         if v.produces:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from bench.faust_baselines import VARIANTS, prefill, run_variant
 from lifecycle.timers import TimerSet
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.topics import ensure_topics
 from streams.worker import topics_from_env
 
@@ -58,7 +58,7 @@ def run_workers(n: int, bootstrap: str, prefix: str, count: int, work: Path, tim
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "leadflow", "worker", "--broker", bootstrap, "--web-port", str(port)],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True))
+                start_new_session=True, preexec_fn=die_with_parent))
     deadline = time.monotonic() + timeout
     first = last = None
     try:

@@ -77,7 +77,7 @@ def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until:
 @cli.command()
 @broker_option
 @policy_option
-@click.option("--web-port", type=int, default=6066, show_default=True, help="HTTP port (lead lookup, health, metrics).")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=6066, show_default=True, help="HTTP port (lead lookup, health, metrics).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where table state lives.")
 def worker(broker: str | None, policy_path: str | None, web_port: int, data_dir: str | None) -> None:
     """The live stream processor; one of many in a consumer group."""

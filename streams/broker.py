@@ -153,7 +153,7 @@ class EmbeddedBroker:
                     [str(binary), "broker", "--listener-url", url,
                      "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True, preexec_fn=_die_with_parent,
+                    start_new_session=True, preexec_fn=die_with_parent,
                 )
             self._proc = proc
             with _live_lock:
@@ -206,8 +206,9 @@ class EmbeddedBroker:
             return ""
 
 
-def _die_with_parent() -> None:
-    """In the broker's child process: ask Linux to SIGKILL it if its parent dies, even by SIGKILL."""
+def die_with_parent() -> None:
+    """In a child process (broker, test or bench worker): ask Linux to SIGKILL it if its parent dies,
+    even by SIGKILL, so nothing outlives a killed test run."""
     try:
         import ctypes
 

@@ -177,3 +177,10 @@ def test_worker_refuses_bad_configuration_at_start_up_with_status_2():
     assert done.returncode == 2
     err = done.stderr.decode()
     assert "LEADFLOW_PARTITIONS" in err and "LEADFLOW_SECURITY_PROTOCOL" in err
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "http"])
+def test_worker_refuses_a_web_port_out_of_range_with_status_2(port):
+    done = leadflow("worker", "--broker", "127.0.0.1:1", "--web-port", port)
+    assert done.returncode == 2
+    assert b"--web-port" in done.stderr and b"Traceback" not in done.stderr

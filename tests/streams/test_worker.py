@@ -31,7 +31,7 @@ from lifecycle.engine import Engine
 from lifecycle.policy import load_policy
 from lifecycle.processor import Processor
 from schemas import codec
-from streams.broker import EmbeddedBroker, free_port
+from streams.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.topics import Topics
 from tests.kafka_helpers import consume_all, decode_json
 
@@ -96,7 +96,7 @@ class Worker:
                 [sys.executable, "-m", "leadflow", "worker", "--broker", self.bootstrap,
                  "--policy", str(self.policy), "--web-port", str(self.port)],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=die_with_parent,
             )
         return self
 

@@ -35,7 +35,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from streams import worker as worker_module
-from streams.broker import free_port, port_accepts
+from streams.broker import die_with_parent, free_port, port_accepts
 from streams.config import kafka_python_kwargs, load_settings
 from streams.topics import Topics
 from tests.streams.test_worker import QUICK_POLICY, Worker, replay
@@ -167,7 +167,8 @@ class TlsBroker:
                      "--listener-url", f"tcp://127.0.0.1:{plain}",
                      "--advertised-listener-url", f"tcp://{self.bootstrap}",
                      "--storage-engine", "memory://tansu/"],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=die_with_parent)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if port_accepts("127.0.0.1", plain):
