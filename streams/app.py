@@ -35,6 +35,7 @@ from typing import Any
 import faust
 import orjson
 from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.exceptions import ProducerSendError
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from kafka.partitioner.default import murmur2
@@ -126,7 +127,9 @@ class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         ends = await super()._highwaters(partitions)
         if not getattr(self.transport, "exact_ends", False):
             return ends
-        return await exact_end_offsets(self.app.conf.broker, ends)
+        conf = self.app.conf
+        auth = faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
+        return await exact_end_offsets(faust_aiokafka.server_list(conf.broker, 9092), ends, **auth)
 
 
 async def seek_to_committed(consumer: Any, skip: Iterable[str] = ()) -> dict[Any, int | None]:
@@ -148,7 +151,7 @@ async def seek_to_committed(consumer: Any, skip: Iterable[str] = ()) -> dict[Any
     return committed
 
 
-async def exact_end_offsets(brokers: Any, ends: dict[TP, int]) -> dict[TP, int]:
+async def exact_end_offsets(servers: list[str], ends: dict[TP, int], **client: Any) -> dict[TP, int]:
     """Correct end offsets from a broker that answers ListOffsets(latest) with the first offset of
     the partition's last *batch* + 1 (Tansu, BROKER.md), by reading that last batch.
 
@@ -156,18 +159,19 @@ async def exact_end_offsets(brokers: Any, ends: dict[TP, int]) -> dict[TP, int]:
     crashed worker's successor stopped short of the last updates. Fetching from ``end - 1`` returns
     the whole last batch, whose last record gives the true end. One fetch per non-empty partition,
     at recovery only, so faust's producer keeps batching (no ``producer_max_batch_size=1``).
+    ``servers``: ``host:port`` strings; ``client``: the worker's own security settings (aiokafka
+    keyword arguments), so a Tansu behind TLS is read the same way.
     """
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     todo = {tp: end for tp, end in ends.items() if end}
     if not todo:
         return dict(ends)
-    servers = ",".join(f"{url.host}:{url.port}" for url in brokers)
     reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
-                              fetch_max_wait_ms=50)
-    await reader.start()
+                              fetch_max_wait_ms=50, **client)
     exact = dict(ends)
     try:
+        await reader.start()
         keyed = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
         reader.assign(list(keyed))
         for ktp, tp in keyed.items():
@@ -216,16 +220,32 @@ class _DurableBuffer(ProducerBuffer):
         super().put(fut)
 
     async def flush(self) -> None:
+        """Wait for the writes put before this call (later ones belong to later commits); raise
+        ``ProducerSendError`` if one failed or can no longer be sent, so nothing is committed."""
+        pending = set(self.unacked)
         await super().flush()
-        while self.unacked and not self.should_stop:
-            await asyncio.wait(set(self.unacked), timeout=1.0)
+        while True:
+            waiting = {fut for fut in pending if not fut.done()}
+            if not waiting:
+                break
+            if self.should_stop:
+                raise ProducerSendError(f"{len(waiting)} table writes unacknowledged at stop")
+            await asyncio.wait(waiting, timeout=1.0)
+        failed = [fut for fut in pending if fut.cancelled() or fut.exception() is not None]
+        if failed:
+            first = failed[0]
+            reason = "cancelled" if first.cancelled() else repr(first.exception())
+            raise ProducerSendError(f"{len(failed)} of {len(pending)} table writes failed: {reason}")
 
 
 class _DurableProducer(faust_aiokafka.Producer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        threaded = getattr(self.buffer, "threaded_producer", None)
         self.buffer = _DurableBuffer(loop=self.loop, beacon=self.beacon)
         self.buffer.app = self.app
+        if threaded is not None:
+            self.buffer.threaded_producer = threaded
 
 
 class _Transport(faust_aiokafka.Transport):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.types.tuples import FutureMessage, PendingMessage
 
 from streams.app import _DurableBuffer
@@ -29,12 +30,20 @@ def _message() -> FutureMessage:
     return FutureMessage(pending)
 
 
+#: Bound on every scenario: a regression must fail, never hang the suite.
+DEADLINE = 10.0
+
+
+async def _started(name: str) -> _DurableBuffer:
+    buffer = _DurableBuffer()
+    buffer.app = faust.App(name, autodiscover=False)
+    await buffer.start()
+    return buffer
+
+
 def test_flush_returns_only_after_every_buffered_write_is_acknowledged() -> None:
     async def scenario() -> list[str]:
-        app = faust.App("durable-flush-test", autodiscover=False)
-        buffer = _DurableBuffer()
-        buffer.app = app
-        await buffer.start()
+        buffer = await _started("durable-flush-1")
         slow, fast = _message(), _message()
         buffer.put(slow)
         buffer.put(fast)
@@ -49,22 +58,47 @@ def test_flush_returns_only_after_every_buffered_write_is_acknowledged() -> None
         await buffer.stop()
         return order
 
-    assert asyncio.run(scenario()) == ["ack fast", "ack slow", "flushed"]
+    assert asyncio.run(asyncio.wait_for(scenario(), DEADLINE)) == ["ack fast", "ack slow", "flushed"]
 
 
-def test_a_failed_write_ends_the_wait_too() -> None:
-    async def scenario() -> bool:
-        app = faust.App("durable-flush-test-2", autodiscover=False)
-        buffer = _DurableBuffer()
-        buffer.app = app
-        await buffer.start()
-        fut = _message()
-        buffer.put(fut)
-        asyncio.get_running_loop().call_later(0.2, fut.set_exception, RuntimeError("broker down"))
+def test_writes_put_after_the_flush_began_belong_to_a_later_commit() -> None:
+    """Under steady load a flush that waited for every later write too might never return."""
+    async def scenario() -> tuple[bool, bool]:
+        buffer = await _started("durable-flush-2")
+        before = _message()
+        buffer.put(before)
+        later = _message()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, buffer.put, later)            # arrives while the flush waits
+        loop.call_later(0.2, before.set_result, None)
         await buffer.flush()
-        fut.exception()  # retrieved: no "exception never retrieved" warning
-        done = fut.done() and not buffer.unacked
+        outcome = before.done(), later.done()
+        later.set_result(None)
         await buffer.stop()
-        return done
+        return outcome
 
-    assert asyncio.run(scenario())
+    assert asyncio.run(asyncio.wait_for(scenario(), DEADLINE)) == (True, False)
+
+
+def test_a_failed_write_fails_the_flush_so_nothing_is_committed() -> None:
+    """faust commits right after a successful flush; a lost table write must stop that commit."""
+    async def scenario() -> str:
+        buffer = await _started("durable-flush-3")
+        ok, lost = _message(), _message()
+        buffer.put(ok)
+        buffer.put(lost)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, ok.set_result, None)
+        loop.call_later(0.2, lost.set_exception, RuntimeError("broker down"))
+        try:
+            await buffer.flush()
+        except ProducerSendError as error:
+            message = str(error)
+        else:
+            message = "flush returned"
+        assert not buffer.unacked
+        await buffer.stop()
+        return message
+
+    message = asyncio.run(asyncio.wait_for(scenario(), DEADLINE))
+    assert message.startswith("1 of 2 table writes failed") and "broker down" in message
