@@ -67,9 +67,9 @@ FETCH_MAX_WAIT_MS = 100
 #: A timer command not seen back within this long is sent again (it is idempotent).
 INFLIGHT_RESEND_MS = 10_000
 #: A partition with a backlog that hands the agent nothing for this long is re-read from its
-#: committed offset. faust can leave a backlog unrouted after a rebalance (faust-streaming issues
-#: #216/#221/#629); re-reading is safe because applying an event twice changes nothing (event-id
-#: dedupe) and a repeat re-emits its outbox.
+#: committed offset: a guard (the takeover stalls seen in tests were fixed in ``seek_to_committed``;
+#: faust-streaming #216/#221/#629 report others). Re-reading is safe because applying an event twice
+#: changes nothing (event-id dedupe) and a repeat re-emits its outbox.
 STALL_SECONDS = 5.0
 #: faust knobs for throughput (no change of semantics); see bench/worker_bench.py.
 WORKER_SETTINGS: dict[str, Any] = {
