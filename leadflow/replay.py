@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from lifecycle.processor import Processor, Tally
 from lifecycle.records import DlqRecord, LifecycleRecord, Record
 from schemas.codec import decode_json, dlq_record
 from schemas.wire import record_json
-from sinks.base import FanOut, Sink, SinkFull
+from sinks.base import FanOut, Sink, deliver
 
 OUTPUT_FILES = ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl")
 
@@ -112,16 +111,6 @@ def replay(
     if sink is not None:
         sink.close()
     return processor.tally
-
-
-def deliver(sink: Sink, record: Record) -> None:
-    """Add ``record``, waiting out back-pressure: replay has time, and must lose nothing."""
-    while True:
-        try:
-            sink.add(record)
-            return
-        except SinkFull as full:
-            time.sleep(full.retry_after)
 
 
 def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Sink | None:

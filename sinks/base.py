@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import threading
+import time
 from collections.abc import Iterable
 from types import TracebackType
 
@@ -53,6 +55,23 @@ def record_id(record: Record) -> str:
         digest.update(b"\x1f")
     digest.update(record.original)
     return digest.hexdigest()
+
+
+def deliver(sink: "Sink", record: Record, stop: threading.Event | None = None) -> bool:
+    """Add ``record``, waiting out back-pressure (:class:`SinkFull`) for as long as it takes.
+
+    True once the sink took the record. With ``stop``, the wait ends when ``stop`` is set: then the
+    record was not added and the answer is False (the sink relay stops without committing).
+    """
+    while True:
+        try:
+            sink.add(record)
+            return True
+        except SinkFull as full:
+            if stop is None:
+                time.sleep(full.retry_after)
+            elif stop.wait(full.retry_after):
+                return False
 
 
 class Sink(abc.ABC):
