@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from lifecycle.records import TIME_FIELDS, AlertRecord, LifecycleRecord, Record, as_dict
+from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record, as_dict
 
 _UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
@@ -131,3 +131,13 @@ def alert_from_wire(values: dict[str, Any]) -> AlertRecord:
     out = _from_wire(values)
     out.setdefault("resolves_alert_id", None)
     return AlertRecord(**{k: out[k] for k in AlertRecord.__slots__})
+
+
+def dlq_from_wire(values: dict[str, Any]) -> DlqRecord:
+    """The inverse of ``schemas.wire.wire_dict`` for a DLQ record: ``key`` and ``original`` are
+    base64 text (``binascii.Error``, a ValueError, when they are not). Absent fields are None."""
+    out = {name: values.get(name) for name in DlqRecord.__slots__}
+    for name in ("key", "original"):
+        if out[name] is not None:
+            out[name] = base64.b64decode(out[name], validate=True)
+    return DlqRecord(**out)

@@ -35,46 +35,27 @@ Delivering a record again does nothing:
   produced to the deployment's DLQ topic. They are flushed before the commit, so they reach the
   other DLQ consumers, and through this relay the SQL sink's ``dlq_records``.
 
-Values are JSON (the worker's format, decoded with the report's ``lifecycle_from_wire`` /
-``alert_from_wire``) or Confluent-framed Avro (magic byte 0, then a 4-byte schema id), whose
-writer schema comes from the worker's ``SchemaLookup`` (the registry, else the bundled schemas).
+Values are JSON (the worker's format) or Confluent-framed Avro (magic byte 0, then a 4-byte schema
+id), whose writer schema comes from the worker's ``SchemaLookup`` (the registry, else the bundled
+schemas); ``schemas.codec.decode_record`` decodes both.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import datetime as dt
 import logging
 import threading
-import types
-import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import orjson
-
 from lifecycle.errors import EventError
-from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record
-from schemas.codec import (
-    EMPTY_MESSAGE,
-    INVALID_FIELD,
-    INVALID_JSON,
-    INVALID_TIMESTAMP,
-    INVALID_UTF8,
-    MISSING_FIELD,
-    NOT_AN_OBJECT,
-    SchemaLookup,
-    dlq_record,
-    read_avro,
-)
-from schemas.wire import alert_from_wire, lifecycle_from_wire
-from sinks.base import Sink, SinkError
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
+from schemas.codec import RecordType, SchemaLookup, decode_record, dlq_record
+from sinks.base import Sink, SinkError, deliver
 from streams.topics import Topics
 
-log = logging.getLogger("leadflow.relay")
+__all__ = ["SinkRelay", "decode_record", "describe_sinks", "group_id", "record_types", "relay_for"]
 
-RecordType = type[LifecycleRecord] | type[AlertRecord] | type[DlqRecord]
+log = logging.getLogger("leadflow.relay")
 
 #: back-off after a failed flush or batch: doubles from the first value up to the second (seconds)
 RETRY_BACKOFF = (0.5, 30.0)
@@ -88,127 +69,6 @@ def group_id(topics: Topics) -> str:
 def record_types(topics: Topics) -> dict[str, RecordType]:
     """Output topic -> the record type its values decode to."""
     return {topics.lifecycle: LifecycleRecord, topics.alerts: AlertRecord, topics.dlq: DlqRecord}
-
-
-# -- values -> records -------------------------------------------------------------------------
-
-def _shape(cls: RecordType) -> dict[str, tuple[tuple[type, ...], bool]]:
-    """Field -> (allowed exact types, nullable), read off the record's annotations."""
-    hints = typing.get_type_hints(cls)
-    shape = {}
-    for name in cls.__slots__:
-        hint = hints[name]
-        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        allowed = tuple(typing.get_origin(a) or a for a in args if a is not type(None))
-        shape[name] = (allowed, type(None) in args)
-    return shape
-
-
-_SHAPES: dict[type, dict[str, tuple[tuple[type, ...], bool]]] = {
-    cls: _shape(cls) for cls in (LifecycleRecord, AlertRecord, DlqRecord)
-}
-_IDS = frozenset({"transition_id", "alert_id", "lead_id"})
-
-
-def _checked(cls: RecordType, values: Mapping[str, Any]) -> Record:
-    """The record of ``values``, with every field of the type its annotation names.
-
-    A wrong type is refused here, not by the database. A row the database refuses would fail
-    every flush and stall the relay, so nothing that passes this check should be refused.
-    """
-    for name, (allowed, nullable) in _SHAPES[cls].items():
-        value = values.get(name)
-        if value is None:
-            if nullable:
-                continue
-            raise EventError(MISSING_FIELD, f"{name}: required")
-        if type(value) not in allowed or (type(value) is tuple and any(type(v) is not str for v in value)):
-            raise EventError(INVALID_FIELD, f"{name}: expected {' or '.join(t.__name__ for t in allowed)}, "
-                                            f"got {type(value).__name__}")
-        if name in _IDS and not value:
-            raise EventError(INVALID_FIELD, f"{name}: empty")
-    return cls(**{name: values.get(name) for name in cls.__slots__})
-
-
-def _from_json(cls: RecordType, obj: dict[str, Any]) -> Record:
-    skipped = obj.get("skipped_stages")
-    if cls is LifecycleRecord and skipped is not None and type(skipped) is not list:
-        raise EventError(INVALID_FIELD, f"skipped_stages: expected a list, got {type(skipped).__name__}")
-    for name in TIME_FIELDS.intersection(obj):
-        if obj[name] is not None and type(obj[name]) is not str:
-            raise EventError(INVALID_FIELD, f"{name}: expected an RFC 3339 string, got {type(obj[name]).__name__}")
-    missing = [n for n, (_, nullable) in _SHAPES[cls].items() if not nullable and obj.get(n) is None]
-    if missing:
-        raise EventError(MISSING_FIELD, f"{missing[0]}: required")
-    try:
-        if cls is LifecycleRecord:
-            record: Any = lifecycle_from_wire(obj)
-        elif cls is AlertRecord:
-            record = alert_from_wire(obj)
-        else:
-            record = _dlq_from_wire(obj)
-    except KeyError as exc:  # a nullable field the wire form always carries
-        raise EventError(MISSING_FIELD, f"{exc.args[0]}: required") from None
-    except (ValueError, TypeError) as exc:
-        raise EventError(INVALID_TIMESTAMP, f"not RFC 3339 with an offset: {exc}") from None
-    return _checked(cls, {name: getattr(record, name) for name in cls.__slots__})
-
-
-def _dlq_from_wire(obj: dict[str, Any]) -> DlqRecord:
-    """The inverse of ``schemas.wire.wire_dict`` for a DLQ record (bytes are base64)."""
-    values = {name: obj.get(name) for name in DlqRecord.__slots__}
-    for name in ("key", "original"):
-        if values[name] is not None:
-            if type(values[name]) is not str:
-                raise EventError(INVALID_FIELD, f"{name}: expected base64 text")
-            try:
-                values[name] = base64.b64decode(values[name], validate=True)
-            except binascii.Error as exc:
-                raise EventError(INVALID_FIELD, f"{name}: not base64: {exc}") from None
-    return DlqRecord(**values)
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_MS = dt.timedelta(milliseconds=1)
-
-
-def _from_avro(cls: RecordType, datum: dict[str, Any]) -> Record:
-    values = dict(datum)
-    for name in TIME_FIELDS.intersection(values):
-        if isinstance(values[name], dt.datetime):  # timestamp-millis, read as an aware datetime
-            values[name] = (values[name] - _EPOCH) // _MS
-    if cls is LifecycleRecord and type(values.get("skipped_stages")) is list:
-        values["skipped_stages"] = tuple(values["skipped_stages"])
-    return _checked(cls, values)
-
-
-def decode_record(cls: RecordType, value: bytes | None, lookup: SchemaLookup | None = None) -> Record:
-    """One output-topic value -> the record it carries. Raises ``EventError`` with a code of
-    ``schemas.codec.ERROR_CODES`` when the value does not hold a valid record of type ``cls``.
-
-    JSON (the wire form of ``schemas.wire``) or, when it starts with byte 0 and ``lookup`` is
-    given, Confluent-framed Avro.
-    """
-    if not value:
-        raise EventError(EMPTY_MESSAGE, "empty message")
-    if value[0] == 0:
-        if lookup is None:
-            raise EventError(INVALID_JSON, "starts with byte 0 (Avro framing?) and no schema lookup is configured")
-        datum = read_avro(value, lookup)
-        if type(datum) is not dict:
-            raise EventError(NOT_AN_OBJECT, f"expected a record, got {type(datum).__name__}")
-        return _from_avro(cls, datum)
-    try:
-        obj = orjson.loads(value)
-    except orjson.JSONDecodeError as exc:
-        try:
-            str(value, "utf-8")
-        except UnicodeDecodeError as bad:
-            raise EventError(INVALID_UTF8, f"byte {bad.start}: {bad.reason}") from None
-        raise EventError(INVALID_JSON, str(exc)) from None
-    if type(obj) is not dict:
-        raise EventError(NOT_AN_OBJECT, f"expected an object, got {type(obj).__name__}")
-    return _from_json(cls, obj)
 
 
 # -- the relay ---------------------------------------------------------------------------------
@@ -348,12 +208,11 @@ class SinkRelay:
                 log.warning("sink relay %s: closing the consumer: %s", self.group, exc)
 
     def _relay(self, batch: Mapping[Any, Sequence[Any]]) -> None:
-        from leadflow.replay import deliver
-
         count = 0
         for messages in batch.values():
             for message in messages:
-                deliver(self.sink, self._record(message))
+                if not deliver(self.sink, self._record(message), self._stopping):
+                    return  # stopping while the sink was full: commit nothing
                 count += 1
         if not self._flush():
             return  # stopping before the sink took the batch: commit nothing
@@ -480,7 +339,6 @@ def _dead_letter_producer(bootstrap: str, topics: Topics, group: str,
                           ) -> tuple[Sink, Callable[[DlqRecord], None]]:
     """A Kafka sink for the DLQ topic, and the webhook's ``dead_letters`` callback that logs each
     dead letter and hands it to that sink, waiting out back-pressure."""
-    from leadflow.replay import deliver
     from sinks.kafka import KafkaSink
 
     extra: dict[str, Any] = dict(client_kwargs or {})

@@ -23,6 +23,7 @@ from schemas.codec import (
     decode,
     decode_avro,
     decode_json,
+    decode_record,
     dlq_record,
     encode_avro,
     encode_event_avro,
@@ -409,3 +410,36 @@ def test_non_finite_avro_amount_is_invalid_field() -> None:
     event = DealStageChanged(event_id="e1", lead_id="L1", occurred_at=1_772_442_000_000, stage="created", amount=float("inf"))
     error = error_of(encode_event_avro(event), bundled_schemas())
     assert error.code == "invalid_field" and error.detail.startswith("amount")
+
+
+@pytest.mark.parametrize("value, code", [
+    (None, "empty_message"),
+    (b"", "empty_message"),
+    (b"\xff\xfe{}", "invalid_utf8"),
+    (b"{not json", "invalid_json"),
+    (b"[" * 2000 + b"]" * 2000, "invalid_json"),
+    (b'{"x": "\\ud800"}', "invalid_json"),
+    (b"\x00\x00\x00\x03\xe7body", "invalid_json"),      # byte 0 and no lookup
+    (b"\x00\x00", "invalid_avro"),                         # with a lookup
+    (b"\x00\x00\x00\x03\xe7body", "unknown_schema_id"),
+])
+def test_input_events_and_output_records_share_the_message_checks(value: bytes | None, code: str) -> None:
+    """Empty, byte 0, UTF-8, JSON: one helper (``read_message``) for ``decode`` and ``decode_record``."""
+    lookup = None if code == "invalid_json" else bundled_schemas()
+    for decoder in (lambda v: decode(v, lookup), lambda v: decode_record(LifecycleRecord, v, lookup)):
+        with pytest.raises(EventError) as caught:
+            decoder(value)
+        assert caught.value.code == code
+
+
+@pytest.mark.parametrize("record", [
+    AlertRecord(alert_id="a1", type="sla_warning", lead_id="L1", sla="first_touch", reason=None, level=2**31,
+                stage="mql", owner_id=None, team=None, started_at=None, due_at=None, detected_at=0,
+                overdue_by_ms=0),
+    DlqRecord(error="invalid_json", detail="x", source_topic="t", source_partition=2**31, source_offset=None,
+              key=None, original=b"{"),
+])
+def test_an_output_record_whose_integer_exceeds_its_avro_type_is_an_invalid_field(record: Record) -> None:
+    with pytest.raises(EventError) as caught:
+        decode_record(type(record), encode_json(record))
+    assert caught.value.code == "invalid_field"

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 
+import pytest
 from hypothesis import given, strategies as st
 
-from schemas.wire import format_time, parse_time, record_json, wire_dict
-from tests.strategies import output_records
+from lifecycle.records import AlertRecord, LifecycleRecord
+from schemas.wire import (
+    alert_from_wire,
+    dlq_from_wire,
+    format_time,
+    lifecycle_from_wire,
+    parse_time,
+    record_json,
+    wire_dict,
+)
+from tests.strategies import dlq_records, output_records
 
 
 @given(output_records())
@@ -32,3 +43,16 @@ def test_wire_bytes_equal_the_standard_librarys_compact_form(record):
     """orjson writes the records; the format is what ``json.dumps`` would write, byte for byte."""
     expected = json.dumps(wire_dict(record), separators=(",", ":"), ensure_ascii=False).encode()
     assert record_json(record) == expected
+
+
+@given(output_records())
+def test_every_record_reads_back_from_its_wire_form(record):
+    from_wire = {LifecycleRecord: lifecycle_from_wire, AlertRecord: alert_from_wire}.get(type(record), dlq_from_wire)
+    assert from_wire(json.loads(record_json(record))) == record
+
+
+@given(dlq_records())
+def test_a_dead_letter_whose_bytes_are_not_base64_does_not_read_back(record):
+    wire = {**wire_dict(record), "original": "not base64!"}
+    with pytest.raises(binascii.Error):
+        dlq_from_wire(wire)

@@ -151,6 +151,8 @@ def test_values_decode_back_into_the_records_from_json_and_avro() -> None:
     (b"[1, 2]", "not_an_object"),
     (b'{"transition_id": "t1"}', "missing_field"),
     (json.dumps({**json.loads(record_json(make_transition())), "score": "ten"}).encode(), "invalid_field"),
+    (json.dumps({**json.loads(record_json(make_transition())), "score": 2**63}).encode(), "invalid_field"),
+    (json.dumps({**json.loads(record_json(make_transition())), "lead_id": ""}).encode(), "invalid_field"),
     (json.dumps({**json.loads(record_json(make_transition())), "skipped_stages": "mql"}).encode(), "invalid_field"),
     (json.dumps({**json.loads(record_json(make_transition())), "occurred_at": "yesterday"}).encode(),
      "invalid_timestamp"),
