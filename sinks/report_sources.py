@@ -1,6 +1,9 @@
 """Where a report's records come from: replay output, a SQL sink's database, or the output topics.
 
 Every loader returns ``(lifecycle_records, alert_records)`` as typed records (times in epoch ms).
+Topic values are decoded like the sink relay decodes them (``schemas.codec.decode_record``): JSON,
+or the Confluent-framed Avro of a worker with ``LEADFLOW_FORMAT=avro``, whose writer schemas come
+from ``LEADFLOW_SCHEMA_REGISTRY_URL`` when it is set, else from the bundled schemas.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError
+from lifecycle.errors import ConfigError, EventError
 from lifecycle.records import AlertRecord, LifecycleRecord
+from schemas.codec import RecordType, SchemaLookup, bundled_schemas, decode_record
 from schemas.wire import alert_from_wire, lifecycle_from_wire, parse_time  # noqa: F401 - re-exported
 from sinks.base import SinkError
 
@@ -104,10 +108,37 @@ def read_topic(bootstrap: str, topic: str, *, idle: float = 1.0, timeout: float 
         consumer.close()
 
 
-def load_kafka(url: str, *, idle: float = 1.0) -> Loaded:
+def schema_lookup() -> SchemaLookup:
+    """Where Avro writer schemas come from: the registry of ``LEADFLOW_SCHEMA_REGISTRY_URL`` (the
+    environment or ``LEADFLOW_CONFIG``, as the worker reads it) when set, else the bundled schemas."""
+    from streams.config import load_settings
+
+    url = load_settings().schema_registry_url
+    if url is None:
+        return bundled_schemas()
+    from schemas.registry import RegistryClient
+
+    return RegistryClient(url)
+
+
+def _decoded(kind: RecordType, topic: str, values: Iterable[bytes], lookup: SchemaLookup) -> list[Any]:
+    out = []
+    for value in values:
+        try:
+            out.append(decode_record(kind, value, lookup))
+        except EventError as exc:
+            raise SinkError(f"{topic}: a value that holds no {kind.__name__}: {exc}") from exc
+    return out
+
+
+def load_kafka(url: str, *, idle: float = 1.0, lookup: SchemaLookup | None = None) -> Loaded:
+    """The records on the lifecycle and alerts topics of ``kafka://host:port[?lifecycle=T&alerts=T]``,
+    JSON or Avro (``lookup``: default ``schema_lookup()``)."""
     bootstrap, lifecycle_topic, alerts_topic = kafka_topics_from_url(url)
-    lifecycle = [lifecycle_from_wire(json.loads(v)) for v in read_topic(bootstrap, lifecycle_topic, idle=idle)]
-    alerts = [alert_from_wire(json.loads(v)) for v in read_topic(bootstrap, alerts_topic, idle=idle)]
+    if lookup is None:
+        lookup = schema_lookup()
+    lifecycle = _decoded(LifecycleRecord, lifecycle_topic, read_topic(bootstrap, lifecycle_topic, idle=idle), lookup)
+    alerts = _decoded(AlertRecord, alerts_topic, read_topic(bootstrap, alerts_topic, idle=idle), lookup)
     return lifecycle, alerts
 
 

@@ -122,6 +122,58 @@ def test_from_kafka_topics(bootstrap: str, unique_name: Callable[..., str], repo
     assert build_report(lifecycle, alerts) == report
 
 
+@pytest.mark.parametrize("schemas", ["registry", "bundled"])
+def test_from_kafka_topics_written_in_avro(schemas: str, bootstrap: str, unique_name: Callable[..., str],
+                                           report: Report, request: pytest.FixtureRequest,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker with LEADFLOW_FORMAT=avro writes Confluent-framed Avro: under the ids of
+    LEADFLOW_SCHEMA_REGISTRY_URL's registry, or the bundled ids (101-103) without one."""
+    from schemas.codec import BUNDLED_SCHEMA_IDS, encode_record_avro
+    from schemas.registry import RegistryClient
+    from streams.output import AvroOutput
+    from streams.topics import Topics, ensure_topics
+    from tests.kafka_helpers import produce
+
+    for name in ("LEADFLOW_CONFIG", "LEADFLOW_SCHEMA_REGISTRY_URL", "LEADFLOW_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    topics = Topics.prefixed(unique_name("lf"), partitions=3)
+    ensure_topics(bootstrap, topics)
+    if schemas == "registry":
+        registry = request.getfixturevalue("fake_registry")
+        output = AvroOutput.register(RegistryClient(registry.url), topics)
+        # ids the bundled schemas do not have (or have for another record): only the registry decodes them
+        assert all(output.ids[name] != BUNDLED_SCHEMA_IDS[name] for name in output.ids)
+        monkeypatch.setenv("LEADFLOW_SCHEMA_REGISTRY_URL", registry.url)
+        lifecycle_values = [output.lifecycle(record_json(r).decode()) for r in s.lifecycle_records()]
+        alert_values = [output.alert(record_json(a).decode()) for a in s.alert_records()]
+    else:
+        lifecycle_values = [encode_record_avro(r) for r in s.lifecycle_records()]
+        alert_values = [encode_record_avro(a) for a in s.alert_records()]
+    assert all(v[0] == 0 for v in lifecycle_values + alert_values)   # Confluent framing, not JSON
+    produce(bootstrap, topics.lifecycle, [(r.lead_id, v) for r, v in zip(s.lifecycle_records(), lifecycle_values)])
+    produce(bootstrap, topics.alerts, [(a.lead_id, v) for a, v in zip(s.alert_records(), alert_values)])
+
+    lifecycle, alerts = load_kafka(f"kafka://{bootstrap}?lifecycle={topics.lifecycle}&alerts={topics.alerts}",
+                                   idle=1.0)
+    assert len(lifecycle) == len(s.lifecycle_records())
+    assert build_report(lifecycle, alerts) == report
+
+
+def test_a_kafka_value_that_holds_no_record_fails_the_report_naming_the_topic(
+    bootstrap: str, unique_name: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sinks.base import SinkError
+    from streams.topics import ensure_topics
+    from tests.kafka_helpers import produce
+
+    monkeypatch.delenv("LEADFLOW_SCHEMA_REGISTRY_URL", raising=False)
+    lifecycle_topic, alerts_topic = unique_name("lifecycle"), unique_name("alerts")
+    ensure_topics(bootstrap, [lifecycle_topic, alerts_topic], partitions=1)
+    produce(bootstrap, lifecycle_topic, [("L1", b"\x00\x00\x00\x03\xe7not avro")])
+    with pytest.raises(SinkError, match=f"{lifecycle_topic}: .*unknown_schema_id"):
+        load_kafka(f"kafka://{bootstrap}?lifecycle={lifecycle_topic}&alerts={alerts_topic}", idle=0.5)
+
+
 # -- the command ----------------------------------------------------------------------------------
 
 def test_report_command_json_and_html(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
