@@ -24,8 +24,11 @@ Delivering a record again does nothing:
 
 - A failed flush (for example, the database is down) is retried with back-off. The batch stays
   in the sink's buffer and nothing is committed meanwhile.
-- Any other error (a schema registry that is down, the broker) rewinds to the last committed
-  offsets and retries.
+- Any other error (a schema registry that is down while values are decoded, a failed add, a
+  failed poll) rewinds the consumer to the first record of the batch in each of its partitions
+  and retries after a back-off. The rewind needs no broker (the offsets are the batch's own), and
+  the relay never polls past a batch it did not rewind; should seeking fail, the consumer is
+  replaced, and a new member starts at the committed offsets.
 - A value that cannot be decoded does not stop the relay. It is logged, counted
   (``undecodable``) and handed to the sink as a ``DlqRecord`` with the codec's stable error code
   (``invalid_json``, ``missing_field``, ...), naming its topic, partition and offset. The SQL sink
@@ -34,6 +37,8 @@ Delivering a record again does nothing:
 - **Webhook dead letters** (an alert the webhook gave up on, ``webhook_failed``) are logged and
   produced to the deployment's DLQ topic. They are flushed before the commit, so they reach the
   other DLQ consumers, and through this relay the SQL sink's ``dlq_records``.
+- Broker calls that could wait forever are bounded (the commit, closing the consumer), so
+  ``stop()`` is honoured while the broker is unreachable.
 
 Values are JSON (the worker's format) or Confluent-framed Avro (magic byte 0, then a 4-byte schema
 id), whose writer schema comes from the worker's ``SchemaLookup`` (the registry, else the bundled
@@ -45,7 +50,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from lifecycle.errors import EventError
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
@@ -59,6 +64,9 @@ log = logging.getLogger("leadflow.relay")
 
 #: back-off after a failed flush or batch: doubles from the first value up to the second (seconds)
 RETRY_BACKOFF = (0.5, 30.0)
+#: bounds of broker calls that kafka-python would otherwise retry for ever
+COMMIT_TIMEOUT_MS: Final = 30_000
+CLOSE_TIMEOUT_MS: Final = 5_000
 
 
 def group_id(topics: Topics) -> str:
@@ -82,6 +90,10 @@ def _group_settings(tansu: bool) -> dict[str, Any]:
 
     return {"session_timeout_ms": int(EMBEDDED["broker_session_timeout"] * 1000),
             "heartbeat_interval_ms": int(EMBEDDED["broker_heartbeat_interval"] * 1000)}
+
+
+Message = Any
+"""A kafka-python ``ConsumerRecord``: ``topic``, ``partition``, ``offset``, ``key``, ``value``."""
 
 
 class SinkRelay:
@@ -136,16 +148,10 @@ class SinkRelay:
     def start(self) -> "SinkRelay":
         """Connect and subscribe here, so a broker that cannot be reached fails the caller, then
         relay on a daemon thread."""
-        from kafka import KafkaConsumer
-
         if self._thread is not None:
             raise RuntimeError("relay already started")
         try:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=self.bootstrap, group_id=self.group, client_id=f"{self.group}-relay",
-                enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
-                **self._consumer_kwargs)
-            self._consumer.subscribe(list(self.sources))
+            self._consumer = self._connect()
         except Exception as exc:
             self._close_sinks()
             raise SinkError(f"sink relay cannot reach Kafka at {self.bootstrap}: {exc}") from exc
@@ -181,12 +187,37 @@ class SinkRelay:
         """One line for the operator: the sinks (no password), the group, the guarantee."""
         return f"{describe_sinks(self.sink)} (consumer group {self.group}, at least once)"
 
+    def _connect(self) -> Any:
+        """A consumer of the group, subscribed to the sources; it starts at the committed offsets."""
+        from kafka import KafkaConsumer
+
+        consumer = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group, client_id=f"{self.group}-relay",
+            enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=100,
+            **self._consumer_kwargs)
+        try:
+            consumer.subscribe(list(self.sources))
+        except BaseException:
+            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+            raise
+        return consumer
+
+    def _close_consumer(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        try:
+            consumer.close(autocommit=False, timeout_ms=CLOSE_TIMEOUT_MS)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("sink relay %s: closing the consumer: %s", self.group, exc)
+
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
         delay = RETRY_BACKOFF[0]
         try:
             while not self._stopping.is_set():
+                batch: Mapping[Any, Sequence[Message]] = {}
                 try:
                     batch = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
                     if batch:
@@ -194,20 +225,16 @@ class SinkRelay:
                     delay = RETRY_BACKOFF[0]
                 except Exception as exc:  # noqa: BLE001 - the relay outlives any one failure
                     self.failures += 1
-                    log.error("sink relay %s: %s: %s; again from the last committed offsets in %.1f s",
+                    log.error("sink relay %s: %s: %s; the batch again in %.1f s",
                               self.group, type(exc).__name__, exc, delay)
-                    if self._stopping.wait(delay):
+                    if self._stopping.wait(delay) or not self._rewind(batch):
                         break
-                    self._rewind()
                     delay = min(delay * 2, RETRY_BACKOFF[1])
         finally:
             self._close_sinks()
-            try:
-                self._consumer.close(autocommit=False)
-            except Exception as exc:  # noqa: BLE001
-                log.warning("sink relay %s: closing the consumer: %s", self.group, exc)
+            self._close_consumer()
 
-    def _relay(self, batch: Mapping[Any, Sequence[Any]]) -> None:
+    def _relay(self, batch: Mapping[Any, Sequence[Message]]) -> None:
         count = 0
         for messages in batch.values():
             for message in messages:
@@ -217,7 +244,7 @@ class SinkRelay:
         if not self._flush():
             return  # stopping before the sink took the batch: commit nothing
         try:
-            self._consumer.commit()
+            self._consumer.commit(timeout_ms=COMMIT_TIMEOUT_MS)
         except Exception as exc:  # noqa: BLE001 - e.g. a rebalance meanwhile: the batch comes again
             self.failures += 1
             log.warning("sink relay %s: commit failed (%s); %d records will be relayed again",
@@ -226,7 +253,7 @@ class SinkRelay:
         self.commits += 1
         self.relayed += count
 
-    def _record(self, message: Any) -> Record:
+    def _record(self, message: Message) -> Record:
         try:
             return decode_record(self._kinds[message.topic], message.value, self.lookup)
         except EventError as error:
@@ -252,17 +279,39 @@ class SinkRelay:
                     return False
                 delay = min(delay * 2, RETRY_BACKOFF[1])
 
-    def _rewind(self) -> None:
-        """Every assigned partition back to its committed offset (or the beginning)."""
-        try:
-            for tp in self._consumer.assignment():
-                committed = self._consumer.committed(tp)
-                if committed is None:
-                    self._consumer.seek_to_beginning(tp)
-                else:
-                    self._consumer.seek(tp, committed)
-        except Exception as exc:  # noqa: BLE001 - a rebalance resets positions to the committed ones anyway
-            log.warning("sink relay %s: cannot rewind (%s)", self.group, exc)
+    def _rewind(self, batch: Mapping[Any, Sequence[Message]]) -> bool:
+        """Put the consumer back on the first record of ``batch`` in each of its partitions, so the
+        next poll returns the batch again; True once done, False if stopped first.
+
+        The offsets are the batch's own, so the rewind needs no broker: one that cannot be reached
+        neither fails it nor holds up ``stop()``. A partition no longer assigned is skipped: its next
+        owner starts at the committed offset, never past the batch (offsets are committed only
+        after a flush). Should seeking fail, the consumer is replaced: a new member starts at the
+        committed offsets. Retried with back-off until one of the two works; nothing is polled before.
+        """
+        starts = {tp: messages[0].offset for tp, messages in batch.items() if messages}
+        delay = RETRY_BACKOFF[0]
+        while True:
+            try:
+                assigned = self._consumer.assignment()
+                for tp, offset in starts.items():
+                    if tp in assigned:
+                        self._consumer.seek(tp, offset)
+                return True
+            except Exception as exc:  # noqa: BLE001
+                self.failures += 1
+                log.error("sink relay %s: cannot rewind (%s); reconnecting the consumer", self.group, exc)
+            try:
+                self._close_consumer()
+                self._consumer = self._connect()
+                return True
+            except Exception as exc:  # noqa: BLE001
+                self.failures += 1
+                log.error("sink relay %s: cannot reconnect to %s (%s); again in %.1f s, polling nothing meanwhile",
+                          self.group, self.bootstrap, exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, RETRY_BACKOFF[1])
 
     def _close_sinks(self) -> None:
         for sink in (self.sink, self.dead_letters):

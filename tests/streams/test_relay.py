@@ -8,6 +8,7 @@ Results are waited for with a deadline, never assumed after a sleep.
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import threading
 import time
@@ -20,13 +21,16 @@ from kafka import KafkaConsumer, TopicPartition
 
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, record_key
 from schemas.codec import bundled_schemas, encode_record_avro
+from schemas.registry import RegistryClient
 from schemas.wire import record_json
 from sinks.base import ListSink, SinkError, record_id
 from sinks.sql import SqlSink
 from sinks.webhook import verify
+from streams.broker import EmbeddedBroker, signal_group
 from streams.config import load_settings
+from streams.output import AvroOutput
 from streams.relay import SinkRelay, decode_record, group_id, relay_for
-from streams.topics import Topics
+from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, decode_json, produce
 from tests.sinks.conftest import (  # noqa: F401 - fixtures
     WEBHOOK_SECRET,
@@ -117,7 +121,7 @@ def relays(bootstrap: str) -> Iterator[Callable[..., SinkRelay]]:
     started: list[SinkRelay] = []
 
     def make(topics: Topics, sink: Any, **kwargs: Any) -> SinkRelay:
-        relay = SinkRelay(bootstrap, topics, sink, tansu=True, lookup=bundled_schemas(), **kwargs)
+        relay = SinkRelay(bootstrap, topics, sink, **{"tansu": True, "lookup": bundled_schemas(), **kwargs})
         started.append(relay)
         return relay.start()
 
@@ -320,7 +324,102 @@ def test_offsets_are_committed_only_once_the_sink_flushed(
     assert sum(committed(bootstrap, again.group, topics).values()) == len(records)
 
 
-# -- (f) leadflow worker with LEADFLOW_SQL_URL -----------------------------------------------------
+# -- (f) a batch that fails part way; a broker that cannot be reached ------------------------------
+
+def test_a_batch_that_fails_part_way_is_rewound_and_relayed_in_full(
+    bootstrap: str, kafka_topics: Callable[..., Topics], relays: Callable[..., SinkRelay], fake_registry: Any
+) -> None:
+    """The schema registry is down while a batch is decoded: poll has moved past the batch, so the
+    relay must seek back before it polls again, or a later commit would cover the lost records."""
+    topics = kafka_topics(partitions=1)
+    output = AvroOutput.register(RegistryClient(fake_registry.url), topics)
+    first, then = journey("J1"), [r for r in journey("J2") if not isinstance(r, DlqRecord)]
+    publish(bootstrap, topics, first)
+    produce(bootstrap, topics.lifecycle, [(r.lead_id, output.lifecycle(record_json(r).decode()))
+                                          for r in then if isinstance(r, LifecycleRecord)])
+    produce(bootstrap, topics.alerts, [(r.lead_id, output.alert(record_json(r).decode()))
+                                       for r in then if isinstance(r, AlertRecord)])
+    fake_registry.delay = 5.0                                  # every lookup times out
+    sink = ListSink()
+    relay = relays(topics, sink, lookup=RegistryClient(fake_registry.url, timeout=0.2))
+
+    eventually(lambda: relay.failures >= 2, what="batches failing while the registry is down")
+    assert relay.relayed <= len(first) and relay.undecodable == 0
+    assert sum(committed(bootstrap, relay.group, topics).values()) <= len(first)
+    fake_registry.delay = 0.0
+    eventually(lambda: relay.relayed >= len(first) + len(then), what="every record relayed once the registry is back")
+    assert relay.relayed == len(first) + len(then)
+    assert by_id(sink.flushed) == by_id(first + then)
+    assert sum(committed(bootstrap, relay.group, topics).values()) == len(first) + len(then)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker for this test alone, so it may pause it (SIGSTOP): unreachable, its state kept."""
+    broker = EmbeddedBroker(log_dir=tmp_path / "tansu").start()
+    try:
+        yield broker
+    finally:
+        if broker.pid is not None:
+            signal_group(broker.pid, signal.SIGCONT)
+        broker.stop()
+
+
+class PausingSink(ListSink):
+    """A sink whose ``at``-th add pauses ``broker``; every add fails while the broker is paused."""
+
+    def __init__(self, broker: EmbeddedBroker, at: int) -> None:
+        super().__init__()
+        self.broker, self.at, self.adds = broker, at, 0
+        self.paused = threading.Event()
+
+    def add(self, record: Record) -> None:
+        self.adds += 1
+        if self.adds == self.at:
+            signal_group(self.broker.pid, signal.SIGSTOP)
+            self.paused.set()
+        if self.paused.is_set():
+            raise SinkError("store unavailable")
+        super().add(record)
+
+    def resume(self) -> None:
+        signal_group(self.broker.pid, signal.SIGCONT)
+        self.paused.clear()
+
+
+def test_a_failure_while_the_broker_cannot_be_reached_skips_nothing_and_stop_still_works(
+    own_broker: EmbeddedBroker, unique_name: Callable[..., str]
+) -> None:
+    """After a failed batch the relay must not poll past it, and must not hang on a broker it
+    cannot reach either (kafka-python waits for ever for committed offsets)."""
+    broker = own_broker.bootstrap
+    topics = Topics.prefixed(unique_name("lf"), partitions=1)
+    ensure_topics(broker, topics)
+    records = journey("U1") + journey("U2")
+    publish(broker, topics, records)
+    sink = PausingSink(own_broker, at=3)
+    relay = SinkRelay(broker, topics, sink, tansu=True).start()
+    try:
+        eventually(lambda: sink.paused.is_set() and relay.failures >= 1, what="a failure with the broker paused")
+        relay.stop(timeout=30)
+        assert not relay.running, "the relay hangs on a broker it cannot reach"
+    finally:
+        sink.resume()
+        relay.stop()
+
+    again_sink = ListSink()
+    again = SinkRelay(broker, topics, again_sink, tansu=True).start()   # the same group
+    try:
+        eventually(lambda: relay.relayed + again.relayed >= len(records), timeout=60,
+                   what="every record relayed by one of the two")
+    finally:
+        again.stop()
+    assert relay.relayed + again.relayed == len(records)
+    assert by_id(sink.flushed + again_sink.flushed) == by_id(records)
+    assert sum(committed(broker, again.group, topics).values()) == len(records)
+
+
+# -- (g) leadflow worker with LEADFLOW_SQL_URL -----------------------------------------------------
 
 def test_worker_with_an_sql_url_writes_its_outputs_to_the_database(
     deployment: Callable[..., Any], bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
