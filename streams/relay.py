@@ -22,13 +22,26 @@ Delivering a record again does nothing:
 
 **Failures.**
 
-- A failed flush (for example, the database is down) is retried with back-off. The batch stays
-  in the sink's buffer and nothing is committed meanwhile.
-- Any other error (a schema registry that is down while values are decoded, a failed add, a
-  failed poll) rewinds the consumer to the first record of the batch in each of its partitions
-  and retries after a back-off. The rewind needs no broker (the offsets are the batch's own), and
-  the relay never polls past a batch it did not rewind; should seeking fail, the consumer is
-  replaced, and a new member starts at the committed offsets.
+- A failed flush or add (for example, the database is down) is retried with back-off. The batch
+  stays in the sink's buffer and nothing is committed meanwhile.
+- **A record the store refuses** (PostgreSQL takes no NUL character in text, nor a score beyond
+  INTEGER) fails every flush of its batch. After ``ISOLATE_AFTER`` failed flushes the relay takes
+  the batch apart on a freshly opened sink (``SinkRelay(reopen=...)``; without one, the batch is
+  retried as above): one record per flush. The rule that tells a refused record from a store that
+  is down: a record is refused when it fails alone twice, each time on a fresh sink, **and** a
+  dead letter for it (``sink_refused``: the message's bytes, key, topic, partition and offset, and
+  the store's error) is stored right after. A store that takes that write is up, so the record was
+  at fault. If the dead letter fails too, or no sink can be opened, it is the store: nothing is
+  skipped, and the batch is tried again after the back-off. Refused records are logged and counted
+  (``refused``); a sink without a DLQ table (the webhook) keeps only the log line. Limits: a store
+  that takes some tables' writes and not others (a table dropped) looks like one refusing those
+  records; they are kept in ``dlq_records`` byte for byte, to be replayed. Taking a batch apart
+  hands its alerts to the webhook again (repeats, which ``Idempotency-Key`` drops).
+- Any other error (a schema registry that is down while values are decoded, a failed poll) rewinds
+  the consumer to the first record of the batch in each of its partitions and retries after a
+  back-off. The rewind needs no broker (the offsets are the batch's own), and the relay never
+  polls past a batch it did not rewind; should seeking fail, the consumer is replaced, and a new
+  member starts at the committed offsets.
 - A value that cannot be decoded does not stop the relay. It is logged, counted
   (``undecodable``) and handed to the sink as a ``DlqRecord`` with the codec's stable error code
   (``invalid_json``, ``missing_field``, ...), naming its topic, partition and offset. The SQL sink
@@ -42,7 +55,7 @@ Delivering a record again does nothing:
 
 Values are JSON (the worker's format) or Confluent-framed Avro (magic byte 0, then a 4-byte schema
 id), whose writer schema comes from the worker's ``SchemaLookup`` (the registry, else the bundled
-schemas); ``schemas.codec.decode_record`` decodes both.
+schemas); ``schemas.codec.decode_record`` decodes both, as it does for ``leadflow report``.
 """
 
 from __future__ import annotations
@@ -58,12 +71,17 @@ from schemas.codec import RecordType, SchemaLookup, decode_record, dlq_record
 from sinks.base import Sink, SinkError, deliver
 from streams.topics import Topics
 
-__all__ = ["SinkRelay", "decode_record", "describe_sinks", "group_id", "record_types", "relay_for"]
+__all__ = ["SINK_REFUSED", "SinkRelay", "decode_record", "describe_sinks", "group_id", "record_types",
+           "relay_for"]
 
 log = logging.getLogger("leadflow.relay")
 
 #: back-off after a failed flush or batch: doubles from the first value up to the second (seconds)
 RETRY_BACKOFF = (0.5, 30.0)
+#: failed flushes of one batch after which the relay takes it apart, one record at a time
+ISOLATE_AFTER: Final = 3
+#: DLQ error code of a record the store refused (see the module docstring)
+SINK_REFUSED: Final = "sink_refused"
 #: bounds of broker calls that kafka-python would otherwise retry for ever
 COMMIT_TIMEOUT_MS: Final = 30_000
 CLOSE_TIMEOUT_MS: Final = 5_000
@@ -92,6 +110,10 @@ def _group_settings(tansu: bool) -> dict[str, Any]:
             "heartbeat_interval_ms": int(EMBEDDED["broker_heartbeat_interval"] * 1000)}
 
 
+class _Stopped(Exception):
+    """``stop()`` was called while the relay waited for the sink."""
+
+
 Message = Any
 """A kafka-python ``ConsumerRecord``: ``topic``, ``partition``, ``offset``, ``key``, ``value``."""
 
@@ -102,6 +124,10 @@ class SinkRelay:
     The relay owns ``sink`` and ``dead_letters``: ``stop()`` closes both. ``dead_letters`` is
     where the sink sends what it gives up on (the webhook's DLQ producer). It is flushed after
     ``sink`` and before the commit, so the commit also covers the dead letters.
+
+    ``reopen`` opens a fresh sink like ``sink``. A sink whose flush failed still holds the whole
+    batch, so only a fresh one can take the batch apart to find a record the store refuses; the old
+    one is closed. Without ``reopen`` a refused batch is retried until the sink takes it.
     """
 
     def __init__(
@@ -116,6 +142,7 @@ class SinkRelay:
         tansu: bool = False,
         client_kwargs: Mapping[str, Any] | None = None,
         dead_letters: Sink | None = None,
+        reopen: Callable[[], Sink] | None = None,
         max_records: int = 500,
         poll_timeout_ms: int = 200,
     ) -> None:
@@ -123,6 +150,7 @@ class SinkRelay:
         self.topics = topics
         self.sink = sink
         self.dead_letters = dead_letters
+        self.reopen = reopen
         self.sources = tuple(sources if sources is not None else topics.outputs)
         kinds = record_types(topics)
         unknown = [t for t in self.sources if t not in kinds]
@@ -140,8 +168,9 @@ class SinkRelay:
         # counters (written by the relay thread only)
         self.relayed = 0        # records handed to the sink, flushed and committed (repeats included)
         self.undecodable = 0    # values that did not decode: logged, handed on as DlqRecords
+        self.refused = 0        # records the store refused: logged, stored as sink_refused dead letters
         self.commits = 0        # successful offset commits
-        self.failures = 0       # failed flushes, batches and commits (each logged)
+        self.failures = 0       # failed flushes, batches, rewinds and commits (each logged)
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -235,23 +264,18 @@ class SinkRelay:
             self._close_consumer()
 
     def _relay(self, batch: Mapping[Any, Sequence[Message]]) -> None:
-        count = 0
-        for messages in batch.values():
-            for message in messages:
-                if not deliver(self.sink, self._record(message), self._stopping):
-                    return  # stopping while the sink was full: commit nothing
-                count += 1
-        if not self._flush():
+        records = [(message, self._record(message)) for messages in batch.values() for message in messages]
+        if not self._store(records):
             return  # stopping before the sink took the batch: commit nothing
         try:
             self._consumer.commit(timeout_ms=COMMIT_TIMEOUT_MS)
         except Exception as exc:  # noqa: BLE001 - e.g. a rebalance meanwhile: the batch comes again
             self.failures += 1
             log.warning("sink relay %s: commit failed (%s); %d records will be relayed again",
-                        self.group, exc, count)
+                        self.group, exc, len(records))
             return
         self.commits += 1
-        self.relayed += count
+        self.relayed += len(records)
 
     def _record(self, message: Message) -> Record:
         try:
@@ -262,22 +286,98 @@ class SinkRelay:
                         self.group, message.topic, message.partition, message.offset, error.code, error.detail)
             return dlq_record(message.value, message.key, error, message.topic, message.partition, message.offset)
 
-    def _flush(self) -> bool:
-        """Flush the sink, then the dead letters, retrying until done; False if stopped first."""
+    def _store(self, records: Sequence[tuple[Message, Record]]) -> bool:
+        """Hand ``records`` to the sink and flush it, then the dead letters; retried with back-off
+        until done. True once done, False if stopped first. After ``ISOLATE_AFTER`` failures the
+        batch is taken apart (``_take_apart``)."""
         delay = RETRY_BACKOFF[0]
+        added = 0
+        failed = 0
+        stored = False  # the sink has the batch: a retry is for the dead letters only
         while True:
             try:
-                self.sink.flush()
+                if stored:
+                    pass
+                elif failed >= ISOLATE_AFTER and self.reopen is not None:
+                    self._take_apart(records)
+                else:
+                    while added < len(records):  # after a failed add, from that record on
+                        if not deliver(self.sink, records[added][1], self._stopping):
+                            return False
+                        added += 1
+                    self.sink.flush()
+                stored = True
                 if self.dead_letters is not None:
                     self.dead_letters.flush()
                 return True
+            except _Stopped:
+                return False
             except Exception as exc:  # noqa: BLE001 - SinkError, or a driver error
+                failed += 1
                 self.failures += 1
-                log.error("sink relay %s: flush failed (%s); nothing committed, retrying in %.1f s",
-                          self.group, exc, delay)
+                log.error("sink relay %s: storing %d records failed (%s); nothing committed, retrying in %.1f s",
+                          self.group, len(records), exc, delay)
+                if failed == ISOLATE_AFTER and self.reopen is None:
+                    log.error("sink relay %s: no way to reopen %s, so a record it refuses cannot be told "
+                              "apart from the batch; retrying the batch", self.group, describe_sinks(self.sink))
                 if self._stopping.wait(delay):
                     return False
                 delay = min(delay * 2, RETRY_BACKOFF[1])
+
+    def _take_apart(self, records: Sequence[tuple[Message, Record]]) -> None:
+        """Store ``records`` one per flush, with a ``sink_refused`` dead letter instead of each one
+        the store refuses (the rule: module docstring). Raises when the store itself fails, having
+        skipped nothing, and ``_Stopped`` when stopped first."""
+        self._fresh_sink()
+        for message, record in records:
+            problem = self._store_alone(record)
+            if problem is not None:
+                problem = self._store_alone(record)
+            if problem is None:
+                continue
+            detail = f"{type(problem).__name__}: {problem}".replace("\x00", "\\x00")[:1000]
+            dead = DlqRecord(error=SINK_REFUSED, detail=detail, source_topic=message.topic,
+                             source_partition=message.partition, source_offset=message.offset,
+                             key=None if message.key is None else bytes(message.key),
+                             original=b"" if message.value is None else bytes(message.value))
+            failure = self._store_alone(dead)
+            if failure is not None:
+                raise SinkError(f"the store refused a record, and then a dead letter too ({failure}): "
+                                "it is the store; nothing skipped") from failure
+            self.refused += 1
+            log.error("sink relay %s: %s[%d]@%d refused by the store (%s); stored as a %s dead letter",
+                      self.group, message.topic, message.partition, message.offset, detail, SINK_REFUSED)
+
+    def _store_alone(self, record: Record) -> Exception | None:
+        """Add ``record`` and flush; None once stored, else the error. A sink whose flush failed is
+        closed at once (one more flush: None if that one goes through) and a fresh one opened, so
+        nothing it held is written later. Raises if the store cannot be opened."""
+        if self._stopping.is_set() or not deliver(self.sink, record, self._stopping):
+            raise _Stopped
+        try:
+            self.sink.flush()
+            return None
+        except Exception as exc:  # noqa: BLE001 - the record, or the store: the caller tells
+            problem: Exception | None = exc
+        try:
+            self.sink.close()
+            problem = None
+        except Exception:  # noqa: BLE001 - expected: it still holds what failed
+            pass
+        self._fresh_sink()
+        return problem
+
+    def _fresh_sink(self) -> None:
+        """Close the sink (its last flush may fail: it holds what the store refused) and open a new
+        one with ``reopen``. Raises if that cannot be opened; the relay then has no sink (None)."""
+        assert self.reopen is not None
+        old, self.sink = self.sink, None
+        if old is not None:
+            try:
+                old.close()
+            except Exception:  # noqa: BLE001 - expected, see above; its resources are released
+                pass
+        self.sink = self.reopen()
 
     def _rewind(self, batch: Mapping[Any, Sequence[Message]]) -> bool:
         """Put the consumer back on the first record of ``batch`` in each of its partitions, so the
@@ -352,34 +452,46 @@ def relay_for(settings: Any, bootstrap: str, topics: Topics, *, lookup: SchemaLo
     are produced to the DLQ topic (``_dead_letter_producer``), encoded by ``encode_dlq`` (the
     worker's output format; default JSON). With only a webhook, only the
     alerts topic is read. Sinks are opened here (the database migrated, the webhook secret read),
-    so a bad database or a missing secret stops the worker before it starts.
+    so a bad database or a missing secret stops the worker before it starts; the relay may open
+    them again to take apart a batch the store refuses.
     """
     if not settings.sql_url and not settings.webhook_url:
         return None
-    from sinks.base import FanOut
-
-    chosen: list[Sink] = []
     dead_letters: Sink | None = None
+    forward: Callable[[DlqRecord], None] | None = None
+    if settings.webhook_url:
+        dead_letters, forward = _dead_letter_producer(bootstrap, topics, group_id(topics), client_kwargs,
+                                                      encode_dlq)
+
+    def open_sinks() -> Sink:
+        """The configured sinks, opened; also the relay's ``reopen``."""
+        from sinks.base import FanOut
+
+        chosen: list[Sink] = []
+        try:
+            if settings.sql_url:
+                from sinks.sql import SqlSink
+
+                chosen.append(SqlSink(settings.sql_url))
+            if settings.webhook_url:
+                from sinks.webhook import WebhookSink
+
+                chosen.append(WebhookSink(settings.webhook_url, dead_letters=forward, alerts_topic=topics.alerts))
+        except BaseException:
+            for one in chosen:
+                one.close()
+            raise
+        return chosen[0] if len(chosen) == 1 else FanOut(*chosen)
+
     try:
-        if settings.sql_url:
-            from sinks.sql import SqlSink
-
-            chosen.append(SqlSink(settings.sql_url))
-        if settings.webhook_url:
-            from sinks.webhook import WebhookSink
-
-            dead_letters, forward = _dead_letter_producer(bootstrap, topics, group_id(topics), client_kwargs,
-                                                          encode_dlq)
-            chosen.append(WebhookSink(settings.webhook_url, dead_letters=forward, alerts_topic=topics.alerts))
+        sink = open_sinks()
     except BaseException:
-        for sink in (*chosen, dead_letters):
-            if sink is not None:
-                sink.close()
+        if dead_letters is not None:
+            dead_letters.close()
         raise
-    sink = chosen[0] if len(chosen) == 1 else FanOut(*chosen)
     sources = topics.outputs if settings.sql_url else (topics.alerts,)
     return SinkRelay(bootstrap, topics, sink, sources=sources, lookup=lookup, tansu=tansu,
-                     client_kwargs=client_kwargs, dead_letters=dead_letters)
+                     client_kwargs=client_kwargs, dead_letters=dead_letters, reopen=open_sinks)
 
 
 def _dead_letter_producer(bootstrap: str, topics: Topics, group: str,

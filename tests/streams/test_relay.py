@@ -29,7 +29,7 @@ from sinks.webhook import verify
 from streams.broker import EmbeddedBroker, signal_group
 from streams.config import load_settings
 from streams.output import AvroOutput
-from streams.relay import SinkRelay, decode_record, group_id, relay_for
+from streams.relay import ISOLATE_AFTER, SINK_REFUSED, SinkRelay, decode_record, group_id, relay_for
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, decode_json, produce
 from tests.sinks.conftest import (  # noqa: F401 - fixtures
@@ -419,7 +419,73 @@ def test_a_failure_while_the_broker_cannot_be_reached_skips_nothing_and_stop_sti
     assert sum(committed(broker, again.group, topics).values()) == len(records)
 
 
-# -- (g) leadflow worker with LEADFLOW_SQL_URL -----------------------------------------------------
+# -- (g) a record the database refuses -------------------------------------------------------------
+
+def test_records_the_database_refuses_become_dead_letters_and_the_relay_goes_on(
+    bootstrap: str, kafka_topics: Callable[..., Topics], postgres_url: str
+) -> None:
+    """PostgreSQL takes no NUL in text (the decoder accepts "L\\u0000") and no score beyond INTEGER.
+    Such a record would fail every flush of its batch, and so every later record, for ever."""
+    topics = kafka_topics(partitions=1)                # one partition: the refused sit between good ones
+    before, after = journey("P1"), journey("P2")
+    nul = make_transition("L\x00", None, "new", transition_id="tr-nul")
+    huge = make_transition("P3", None, "new", score=2**40, transition_id="tr-huge")
+    records = [*before, nul, huge, *after]
+    assert b'"lead_id":"L\\u0000"' in record_json(nul)
+    publish(bootstrap, topics, records)
+    settings = load_settings({"LEADFLOW_SQL_URL": postgres_url, "LEADFLOW_APP_ID": topics.app_id})
+    relay = relay_for(settings, bootstrap, topics, lookup=bundled_schemas(), tansu=True)
+    assert relay is not None
+    relay.start()
+    try:
+        eventually(lambda: relay.relayed >= len(records), timeout=60, what="every record relayed")
+        assert relay.relayed == len(records) and relay.refused == 2 and relay.undecodable == 0
+        assert relay.running
+    finally:
+        relay.stop()
+
+    transitions, alerts, dlq = stored(postgres_url)
+    refused = [d for d in dlq if d.error == SINK_REFUSED]
+    assert by_id([*transitions, *alerts, *(d for d in dlq if d.error != SINK_REFUSED)]) == \
+        by_id(r for r in records if r not in (nul, huge))
+    assert sorted(d.original for d in refused) == sorted([record_json(nul), record_json(huge)])
+    assert all(d.source_topic == topics.lifecycle and d.source_partition == 0 for d in refused)
+    assert sorted(d.key for d in refused) == sorted([b"L\x00", b"P3"])
+    assert all("\x00" not in d.detail for d in refused)
+    assert sum(committed(bootstrap, group_id(topics), topics).values()) == len(records)
+
+
+def test_a_database_that_takes_no_writes_is_retried_and_nothing_is_skipped(
+    bootstrap: str, kafka_topics: Callable[..., Topics], postgres_url: str
+) -> None:
+    """While every table is locked, each write fails (lock_timeout), dead letters too: that is the
+    store, not a record, so the relay takes the batch apart, skips nothing and tries again later."""
+    import psycopg
+
+    topics = kafka_topics()
+    url = f"{postgres_url}%20-clock_timeout%3D200"      # a locked table fails a write in 0.2 s
+    settings = load_settings({"LEADFLOW_SQL_URL": url, "LEADFLOW_APP_ID": topics.app_id})
+    relay = relay_for(settings, bootstrap, topics, lookup=bundled_schemas(), tansu=True)  # migrates
+    assert relay is not None
+    records = journey("D1") + journey("D2")
+    try:
+        with psycopg.connect(postgres_url) as locker:
+            locker.execute("LOCK TABLE lead_transitions, lead_alerts, leads, dlq_records IN ACCESS EXCLUSIVE MODE")
+            publish(bootstrap, topics, records)
+            relay.start()
+            eventually(lambda: relay.failures > ISOLATE_AFTER, timeout=60, what="the batch taken apart, and failing")
+            assert relay.refused == 0 and relay.relayed == 0
+            assert committed(bootstrap, relay.group, topics) == {}
+            locker.rollback()                              # the store takes writes again
+        eventually(lambda: relay.relayed >= len(records), timeout=60, what="every record relayed")
+        assert relay.refused == 0
+    finally:
+        relay.stop()
+    transitions, alerts, dlq = stored(postgres_url)
+    assert by_id([*transitions, *alerts, *dlq]) == by_id(records)
+
+
+# -- (h) leadflow worker with LEADFLOW_SQL_URL -----------------------------------------------------
 
 def test_worker_with_an_sql_url_writes_its_outputs_to_the_database(
     deployment: Callable[..., Any], bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
