@@ -352,11 +352,15 @@ class SinkRelay:
         """Add ``record`` and flush; None once stored, else the error. A sink whose flush failed is
         closed at once (one more flush: None if that one goes through) and a fresh one opened, so
         nothing it held is written later. Raises if the store cannot be opened."""
-        if self._stopping.is_set() or not deliver(self.sink, record, self._stopping):
+        if self._stopping.is_set():
             raise _Stopped
         try:
+            if not deliver(self.sink, record, self._stopping):
+                raise _Stopped
             self.sink.flush()
             return None
+        except _Stopped:
+            raise
         except Exception as exc:  # noqa: BLE001 - the record, or the store: the caller tells
             problem: Exception | None = exc
         try:
