@@ -10,9 +10,12 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
   the repartition topic on the lead's partition. So a lead's state lives on one partition only.
 - Lead state is one table row: ``{"wake": ms|None, "lead": Lead.to_state(), "outbox": [...]}``,
   always assigned back (``table[k] = v``), so every change reaches the compacted changelog.
-- The outbox: faust writes the changelog at once but a crash can lose the output records of the
-  same message (they are only flushed before the offset commit). Reprocessing would then find the
-  event a duplicate and emit nothing. So each message that produced records keeps
+- Commits: an offset is committed only once the changelog writes of the messages before it are
+  acknowledged (``_DurableBuffer``); a partition nobody committed is read from its beginning
+  (``seek_to_committed``); on Tansu, recovery reads to the exact end (``exact_end_offsets``).
+- The outbox: a changelog write can reach the broker while the output records of the same message
+  are still unsent, and a crash then would lose them: reprocessing finds the event a duplicate and
+  emits nothing. So each message that produced records keeps
   ``[message_id, topic, partition, offset, [[kind, json], ...]]`` in the row until its source offset
   is committed (cap ``OUTBOX_CAP``); a repeat of that message re-emits them. Output ids are
   deterministic, so consumers drop the repeats.
@@ -34,8 +37,8 @@ from typing import Any
 
 import faust
 import orjson
-from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.exceptions import ProducerSendError
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from kafka.partitioner.default import murmur2
@@ -201,7 +204,7 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
 
 class _DurableBuffer(ProducerBuffer):
     """faust's producer buffer (table changelog writes go through it), with a ``flush()`` that
-    returns only once every message put into it has been acknowledged by the broker.
+    returns only once every message put into it before the call has been acknowledged by the broker.
 
     faust commits source offsets right after ``producer.flush()``, whose buffer part gives up as
     soon as one message takes longer than 0.1 s to hand over (``ProducerBuffer.flush_atmost``) and
