@@ -65,6 +65,7 @@ class DlqRecord:
 
 
 Record = LifecycleRecord | AlertRecord | DlqRecord
+RecordType = type[LifecycleRecord] | type[AlertRecord] | type[DlqRecord]
 TIME_FIELDS: Final = frozenset({"occurred_at", "started_at", "due_at", "detected_at"})
 
 

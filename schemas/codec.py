@@ -44,7 +44,7 @@ from lifecycle.events import (
     SalesDispositioned,
     SalesTouched,
 )
-from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record, as_dict
+from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record, RecordType, as_dict
 from schemas.wire import alert_from_wire, dlq_from_wire, format_time, lifecycle_from_wire, parse_time, record_json
 
 # --- error codes -------------------------------------------------------------------------------------
@@ -436,7 +436,6 @@ def encode_event_avro(event: LeadEvent, schema_id: int | None = None) -> bytes:
 
 # --- output records read back (the sink relay, the report) -------------------------------------------
 
-RecordType = type[LifecycleRecord] | type[AlertRecord] | type[DlqRecord]
 _IDS: Final = frozenset({"transition_id", "alert_id", "lead_id"})
 _FROM_WIRE: Final[Mapping[type, Callable[[dict[str, Any]], Any]]] = {
     LifecycleRecord: lifecycle_from_wire, AlertRecord: alert_from_wire, DlqRecord: dlq_from_wire,

@@ -14,11 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, record_key
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, RecordType, record_key
 from schemas.wire import record_json
 from sinks.base import Sink, SinkClosed, SinkError, SinkFull
-
-RecordType = type[LifecycleRecord] | type[AlertRecord] | type[DlqRecord]
 
 DEFAULT_TOPICS: Mapping[RecordType, str] = {
     LifecycleRecord: "lead.lifecycle",

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError, EventError
-from lifecycle.records import AlertRecord, LifecycleRecord
-from schemas.codec import RecordType, SchemaLookup, bundled_schemas, decode_record
-from schemas.wire import alert_from_wire, lifecycle_from_wire, parse_time  # noqa: F401 - re-exported
+from lifecycle.records import AlertRecord, LifecycleRecord, RecordType
+from schemas.codec import SchemaLookup, bundled_schemas, decode_record
+from schemas.wire import alert_from_wire, lifecycle_from_wire
 from sinks.base import SinkError
 
 Loaded = tuple[list[LifecycleRecord], list[AlertRecord]]

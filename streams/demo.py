@@ -268,7 +268,7 @@ class OutputReader(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer, TopicPartition
 
-        from sinks.report_sources import alert_from_wire, lifecycle_from_wire
+        from schemas.wire import alert_from_wire, lifecycle_from_wire
 
         try:
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,

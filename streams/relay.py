@@ -66,13 +66,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 from lifecycle.errors import EventError
-from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
-from schemas.codec import RecordType, SchemaLookup, decode_record, dlq_record
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, RecordType
+from schemas.codec import SchemaLookup, decode_record, dlq_record
 from sinks.base import Sink, SinkError, deliver
 from streams.topics import Topics
 
-__all__ = ["SINK_REFUSED", "SinkRelay", "decode_record", "describe_sinks", "group_id", "record_types",
-           "relay_for"]
+__all__ = ["SINK_REFUSED", "SinkRelay", "describe_sinks", "group_id", "record_types", "relay_for"]
 
 log = logging.getLogger("leadflow.relay")
 

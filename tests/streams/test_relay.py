@@ -20,7 +20,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, record_key
-from schemas.codec import bundled_schemas, encode_record_avro
+from schemas.codec import bundled_schemas, decode_record, encode_record_avro
 from schemas.registry import RegistryClient
 from schemas.wire import record_json
 from sinks.base import ListSink, SinkError, record_id
@@ -29,7 +29,7 @@ from sinks.webhook import verify
 from streams.broker import EmbeddedBroker, signal_group
 from streams.config import load_settings
 from streams.output import AvroOutput
-from streams.relay import ISOLATE_AFTER, SINK_REFUSED, SinkRelay, decode_record, group_id, relay_for
+from streams.relay import ISOLATE_AFTER, SINK_REFUSED, SinkRelay, group_id, relay_for
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, decode_json, produce
 from tests.sinks.conftest import (  # noqa: F401 - fixtures
