@@ -61,7 +61,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.broker import EmbeddedBroker, die_with_parent
+from leadflow.broker import EmbeddedBroker, die_with_parent
 from streams.settings import EMBEDDED, GENERAL
 from streams.topics import COMPACT, TopicSpec, changelog_topics, ensure_topics
 

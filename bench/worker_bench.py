@@ -30,9 +30,9 @@ from pathlib import Path
 
 from bench.faust_baselines import VARIANTS, prefill, run_variant
 from lifecycle.timers import TimerSet
-from streams.broker import EmbeddedBroker, die_with_parent, free_port
+from leadflow.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.topics import ensure_topics
-from streams.worker import topics_from_env
+from leadflow.worker import topics_from_env
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 4

@@ -14,7 +14,8 @@ from typing import Any
 import click
 
 from lifecycle.errors import ConfigError, LeadflowError, PolicyError
-from lifecycle.policy import Policy, load_policy
+from lifecycle.policy import Policy
+from schemas.policy_file import load_policy
 from schemas.wire import parse_time
 
 EXIT_FAILURE = 1
@@ -81,7 +82,7 @@ def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until:
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Where table state lives.")
 def worker(broker: str | None, policy_path: str | None, web_port: int, data_dir: str | None) -> None:
     """The live stream processor; one of many in a consumer group."""
-    from streams import worker as worker_module
+    from leadflow import worker as worker_module
 
     policy = _policy(policy_path)
     worker_module.run(broker=broker, policy=policy, policy_path=policy_path, web_port=web_port, data_dir=data_dir)
@@ -94,7 +95,7 @@ def worker(broker: str | None, policy_path: str | None, web_port: int, data_dir:
 @click.option("--rate", type=float, default=40.0, show_default=True, help="Events per second from the generator.")
 def demo(broker: str | None, policy_path: str | None, duration: float, rate: float) -> None:
     """Embedded broker + worker + realistic traffic, with the funnel and alerts live."""
-    from streams import demo as demo_module
+    from leadflow import demo as demo_module
 
     demo_module.run(broker=broker, policy_path=policy_path, duration=duration, rate=rate)
 
@@ -104,7 +105,7 @@ def demo(broker: str | None, policy_path: str | None, duration: float, rate: flo
 @broker_option
 def produce(file: str, broker: str | None) -> None:
     """Publish JSON-lines events to their input topics."""
-    from streams import produce as produce_module
+    from leadflow import produce as produce_module
 
     if file != "-" and not os.path.isfile(file):
         raise click.BadParameter(f"no such file: {file}", param_hint="FILE")
@@ -117,11 +118,45 @@ def produce(file: str, broker: str | None) -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write an HTML page with charts.")
 def report(source: str, fmt: str, html_path: str | None) -> None:
     """Funnel, time in stage and SLA compliance from replay output (a directory), a SQL URL or kafka://host:port."""
-    from sinks import report as report_module
-
-    code = report_module.report_command(source, fmt, html_path)
+    code = report_command(source, fmt, html_path)
     if code:
         sys.exit(code)
+
+
+def report_command(source: str, fmt: str, html: str | None) -> int:
+    """``leadflow report SOURCE [--format text|json] [--html FILE]``; returns the exit status.
+
+    SOURCE: a replay output directory, a ``sqlite:///``/``postgresql://`` URL, or
+    ``kafka://host:port[?lifecycle=TOPIC&alerts=TOPIC]``. Failures print one line on standard error.
+    """
+    from rich.console import Console
+
+    from leadflow.report import build_report, render_json, render_text
+    from leadflow.report_html import render_html
+    from leadflow.report_sources import load_source
+
+    if fmt not in ("text", "json"):
+        print(f"leadflow report: --format must be text or json, not {fmt!r}", file=sys.stderr)
+        return 2
+    try:
+        lifecycle, alerts = load_source(source)
+        report = build_report(lifecycle, alerts)
+        if html:
+            with open(html, "w", encoding="utf-8") as f:
+                f.write(render_html(report))
+        if fmt == "json":
+            sys.stdout.write(render_json(report))
+        else:
+            render_text(report, Console())
+            if html:
+                print(f"HTML report written to {html}")
+        return 0
+    except ConfigError as exc:
+        print(f"leadflow report: {exc}", file=sys.stderr)
+        return 2
+    except (LeadflowError, OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"leadflow report: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _register_deployment_commands() -> None:

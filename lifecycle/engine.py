@@ -26,20 +26,11 @@ from lifecycle.events import (
 from lifecycle.lead import BREACH, ESCALATION, HISTORY_LENGTH, WARNING, Lead, OpenSla
 from lifecycle.policy import Policy
 from lifecycle.records import AlertRecord, LifecycleRecord
+from lifecycle.slas import BREACH_ALERT, STARTS_ON_ENTRY
 from lifecycle.stages import SKIPPED_NAMES, TERMINAL, Stage, Trigger, move
 
 Records = list[LifecycleRecord | AlertRecord]
 
-#: The SLA an entered stage starts (mql is special: assignment or first_touch, by owner).
-_STARTS_ON_ENTRY = {Stage.SAL: "qualification", Stage.SQL: "opportunity", Stage.RECYCLED: "nurture"}
-#: Breach alert (type, reason) per SLA.
-_BREACH = {
-    "assignment": ("handoff_broken", "unassigned"),
-    "first_touch": ("follow_up_overdue", None),
-    "qualification": ("follow_up_overdue", None),
-    "opportunity": ("follow_up_overdue", None),
-    "nurture": ("handoff_broken", "recycled_not_nurtured"),
-}
 #: Alert level per step kind: 0 warning, 1 breach, 2 escalation.
 _LEVEL = {WARNING: 0, BREACH: 1, ESCALATION: 2}
 _DISPOSITION_TRIGGER = {
@@ -216,7 +207,7 @@ class Engine:
         else:
             if dest is Stage.RECYCLED:
                 lead.score = 0
-            name = _STARTS_ON_ENTRY.get(dest)
+            name = STARTS_ON_ENTRY.get(dest)
             if name is not None:
                 self._start(lead, name, event.event_id, at)
         return True
@@ -290,7 +281,7 @@ class Engine:
         if kind == WARNING:
             type_, reason = "sla_warning", None
         else:
-            type_, reason = _BREACH[sla.name]
+            type_, reason = BREACH_ALERT[sla.name]
         return self._alert(
             lead,
             ids.alert_id(lead.lead_id, sla.name, sla.instance, kind),

@@ -1,8 +1,7 @@
 """Lifecycle stages and the one shared state machine that moves every lead.
 
-The transition table lives in a single ``transitions.Machine`` built once at import. Leads do not
-become models of the machine (``add_model`` costs ~260 µs and keeps the lead alive): a single
-:class:`_Cursor` model is pointed at a lead's stage, triggered, and read back.
+The transition table lives in a single ``transitions.Machine`` built once at import; the engine reads
+it as ``MOVES`` and never makes a lead a model of the machine.
 """
 
 from __future__ import annotations
@@ -75,17 +74,12 @@ TRANSITIONS: Final = (
 )
 
 
-class _Cursor:
-    """The machine's only model: it holds the stage (by name) of whichever lead is being moved."""
-
-    state: str
-
-
-_CURSOR: Final = _Cursor()
-# States are the stages' string values: transitions handles Enum states through properties that cost
-# more than the rest of a trigger, and the engine maps names back to ``Stage`` with one dict lookup.
+# The machine is the single source of the transition table; it drives no model. Each lead's stage
+# is a plain field, and the table is read off the machine once (``get_transitions``), so moving a
+# lead is one dict lookup: no model per lead (``add_model`` costs ~260 µs and keeps the lead alive)
+# and no shared cursor model to point at each lead in turn.
 MACHINE: Final = Machine(
-    model=_CURSOR,
+    model=None,
     states=[stage.value for stage in Stage],
     transitions=[
         {"trigger": trigger.value, "source": [s.value for s in sources], "dest": dest.value}
@@ -93,27 +87,20 @@ MACHINE: Final = Machine(
     ],
     initial=Stage.NEW.value,
     auto_transitions=False,
-    ignore_invalid_triggers=True,
 )
 _BY_VALUE: Final = {stage.value: stage for stage in Stage}
-
-# (stage, trigger) pairs that move a lead, read off the machine once, so that events that move
-# nothing (the common case) cost a set lookup instead of a trigger call.
-_MOVES: Final = {
-    (_BY_VALUE[source], Trigger(name)): name
-    for name, event in MACHINE.events.items()
-    for source in event.transitions
+#: (stage, trigger) -> the stage it moves to; pairs that move nothing are absent.
+MOVES: Final = {
+    (stage, trigger): _BY_VALUE[transition.dest]
+    for trigger in Trigger
+    for stage in Stage
+    for transition in MACHINE.get_transitions(trigger.value, source=stage.value)
 }
 
 
 def move(stage: Stage, trigger: Trigger) -> Stage | None:
     """The stage ``trigger`` takes a lead in ``stage`` to, or ``None`` when it moves nothing."""
-    name = _MOVES.get((stage, trigger))
-    if name is None:
-        return None
-    _CURSOR.state = stage._value_
-    getattr(_CURSOR, "trigger")(name)
-    return _BY_VALUE[_CURSOR.state]
+    return MOVES.get((stage, trigger))
 
 
 def skipped_stages(source: Stage, dest: Stage) -> tuple[Stage, ...]:

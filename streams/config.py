@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError
-from streams.broker import parse_bootstrap
+from streams.settings import parse_bootstrap
 from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics
 
 PREFIX = "LEADFLOW_"

@@ -27,8 +27,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from streams.broker import parse_bootstrap
+from lifecycle.errors import ConfigError
 from streams.topics import DEFAULT_PARTITIONS
+
+_SCHEMES = ("kafka://", "tcp://", "plaintext://")
+
+
+def parse_bootstrap(value: str) -> str:
+    """Normalise ``kafka://h:p``, ``tcp://h:p`` or ``h:p[,h:p]`` to a ``h:p[,h:p]`` bootstrap list.
+
+    Raises :class:`ConfigError` (exit status 2) on anything else.
+    """
+    servers = []
+    for part in value.split(","):
+        part = part.strip()
+        lowered = part.lower()
+        for scheme in _SCHEMES:
+            if lowered.startswith(scheme):
+                part = part[len(scheme):]
+                break
+        part = part.rstrip("/")
+        host, sep, port = part.rpartition(":")
+        if not sep or not host or "/" in part or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"bad broker address {value!r}: expected host:port[,host:port], "
+                "kafka://host:port or tcp://host:port"
+            )
+        servers.append(f"{host}:{int(port)}")
+    return ",".join(servers)
+
 
 GENERAL: dict[str, Any] = {
     "processing_guarantee": "at_least_once",

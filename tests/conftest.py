@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from streams.broker import EmbeddedBroker
+from leadflow.broker import EmbeddedBroker
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, produce  # noqa: F401  (re-exported for tests)
+from tests.sinks.sample_records import PG_BASE
 
 if TYPE_CHECKING:
     from tests.deploy.fake_registry import FakeRegistry
@@ -26,9 +27,47 @@ _KAFKA_FIXTURES = {"kafka_broker", "bootstrap", "kafka_topics"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests on the broker are marked ``kafka``, tests on PostgreSQL ``postgres``."""
     for item in items:
-        if _KAFKA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+        fixtures = getattr(item, "fixturenames", ())
+        if _KAFKA_FIXTURES.intersection(fixtures):
             item.add_marker(pytest.mark.kafka)
+        if "postgres_url" in fixtures:
+            item.add_marker(pytest.mark.postgres)
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+def _pg_available() -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_BASE, connect_timeout=2):
+            return True
+    except Exception:  # noqa: BLE001
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_available() -> bool:
+    return _pg_available()
+
+
+@pytest.fixture
+def postgres_url(pg_available: bool) -> Iterator[str]:
+    """A libpq URL whose search_path is a fresh schema, dropped (CASCADE) after the test."""
+    if not pg_available:
+        pytest.fail("PostgreSQL is not reachable at 127.0.0.1:5432 (database test, user postgres)")
+    import psycopg
+
+    schema = f"lf_sink_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_BASE, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(PG_BASE, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from lifecycle.errors import EventError, LeadflowError
 from lifecycle.events import FormFilled
 from schemas import codec
 from schemas.registry import RegistryClient, RegistryError, value_subject
-from streams.broker import free_port
+from leadflow.broker import free_port
 from tests.deploy.fake_registry import FakeRegistry
 
 SCHEMAS = Path(codec.__file__).resolve().parent

@@ -7,55 +7,12 @@ import http.server
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from tests.sinks.sample_records import PG_BASE
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests using PostgreSQL are marked ``postgres`` (``-m "not postgres"`` leaves them out)."""
-    for item in items:
-        if "postgres_url" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.postgres)
-
-
-# -- PostgreSQL ------------------------------------------------------------------------------------
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        with psycopg.connect(PG_BASE, connect_timeout=2):
-            return True
-    except Exception:  # noqa: BLE001
-        return False
-
-
-@pytest.fixture(scope="session")
-def pg_available() -> bool:
-    return _pg_available()
-
-
-@pytest.fixture
-def postgres_url(pg_available: bool) -> Iterator[str]:
-    """A libpq URL whose search_path is a fresh schema, dropped (CASCADE) after the test."""
-    if not pg_available:
-        pytest.skip("PostgreSQL is not reachable at 127.0.0.1:5432 (database test, user postgres)")
-    import psycopg
-
-    schema = f"lf_sink_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(PG_BASE, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 # -- webhook receiver ------------------------------------------------------------------------------

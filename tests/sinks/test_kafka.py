@@ -68,7 +68,7 @@ def test_a_record_a_failed_flush_did_not_write_is_sent_by_the_next_flush(
     import signal
 
     from sinks.base import SinkError
-    from streams.broker import EmbeddedBroker, signal_group
+    from leadflow.broker import EmbeddedBroker, signal_group
     from streams.topics import ensure_topics
 
     broker = EmbeddedBroker(log_dir=tmp_path).start()   # its own: this test pauses it

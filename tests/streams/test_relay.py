@@ -26,7 +26,7 @@ from schemas.wire import record_json
 from sinks.base import ListSink, SinkError, record_id
 from sinks.sql import SqlSink
 from sinks.webhook import verify
-from streams.broker import EmbeddedBroker, signal_group
+from leadflow.broker import EmbeddedBroker, signal_group
 from streams.config import load_settings
 from streams.output import AvroOutput
 from streams.relay import ISOLATE_AFTER, SINK_REFUSED, SinkRelay, group_id, relay_for
@@ -36,8 +36,6 @@ from tests.sinks.conftest import (  # noqa: F401 - fixtures
     WEBHOOK_SECRET,
     Reply,
     WebhookReceiver,
-    pg_available,
-    postgres_url,
     webhook_receiver,
     webhook_secret,
 )

@@ -28,10 +28,10 @@ import pytest
 from kafka import KafkaProducer
 
 from lifecycle.engine import Engine
-from lifecycle.policy import load_policy
+from schemas.policy_file import load_policy
 from lifecycle.processor import Processor
 from schemas import codec
-from streams.broker import EmbeddedBroker, die_with_parent, free_port
+from leadflow.broker import EmbeddedBroker, die_with_parent, free_port
 from streams.topics import Topics
 from tests.kafka_helpers import consume_all, decode_json
 

@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streams import worker as worker_module
-from streams.broker import die_with_parent, free_port, port_accepts
+from leadflow import worker as worker_module
+from leadflow.broker import die_with_parent, free_port, port_accepts
 from streams.config import kafka_python_kwargs, load_settings
 from streams.topics import Topics
 from tests.streams.test_worker import QUICK_POLICY, Worker, replay
@@ -141,7 +141,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 class TlsBroker:
     """Tansu in PLAINTEXT on a private port, advertising the TLS terminator's port: the only address
-    clients learn. Stopped with SIGINT and a wait, like ``streams.broker.EmbeddedBroker``."""
+    clients learn. Stopped with SIGINT and a wait, like ``leadflow.broker.EmbeddedBroker``."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory

@@ -22,7 +22,7 @@ from typing import Any
 
 from lifecycle.policy import Policy
 from streams.app import TABLE, build_app
-from streams.broker import resolve_broker
+from leadflow.broker import resolve_broker
 from streams.settings import ENV_QUIRKS, is_tansu
 from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
 from streams.relay import relay_for

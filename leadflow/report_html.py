@@ -12,7 +12,7 @@ from html import escape
 from typing import Final
 
 from schemas.wire import format_time
-from sinks.report import (
+from leadflow.report import (
     FUNNEL_STAGES,
     HISTOGRAM_LABELS,
     Compliance,

@@ -15,7 +15,7 @@ from contextlib import nullcontext
 from typing import IO, Any
 
 from lifecycle.errors import LeadflowError
-from streams.broker import resolve_broker
+from leadflow.broker import resolve_broker
 from streams.topics import Topics, ensure_topics
 
 PROGRESS_ABOVE_BYTES = 5_000_000
@@ -81,7 +81,7 @@ def publish(bootstrap: str, lines: Iterable[bytes], topics: Topics, *, on_sent: 
 
 
 def run(file: str, broker: str | None = None) -> dict[str, int]:
-    from streams.worker import topics_from_env
+    from leadflow.worker import topics_from_env
 
     bootstrap, embedded = resolve_broker(broker)
     try:

@@ -8,8 +8,9 @@ import socket
 import pytest
 
 from lifecycle.errors import ConfigError
-from streams import broker as broker_mod
-from streams.broker import EmbeddedBroker, parse_bootstrap, port_accepts, resolve_broker
+from leadflow import broker as broker_mod
+from leadflow.broker import EmbeddedBroker, port_accepts, resolve_broker
+from streams.settings import parse_bootstrap
 from streams.settings import faust_broker_url, faust_settings
 from streams.topics import Topics, TopicSpec, changelog_topics, ensure_topics
 from tests.kafka_helpers import consume_all, decode_json, produce

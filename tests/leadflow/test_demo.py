@@ -23,13 +23,13 @@ import pytest
 
 from lifecycle.engine import Engine
 from lifecycle.errors import EventError
-from lifecycle.policy import load_policy
+from schemas.policy_file import load_policy
 from lifecycle.processor import Processor
 from lifecycle.records import AlertRecord, LifecycleRecord
 from schemas import codec
 from schemas.wire import format_time
-from streams import demo
-from streams.demo_view import Board, Header, render
+from leadflow import demo
+from leadflow.demo_view import Board, Header, render
 
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,9 +15,8 @@ from lifecycle.policy import (
     Policy,
     SlaPolicy,
     TeamPolicy,
-    load_policy,
-    parse_policy,
 )
+from schemas.policy_file import load_policy, parse_policy
 
 SPEC_EXAMPLE = """\
 [scoring]

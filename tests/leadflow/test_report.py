@@ -11,8 +11,9 @@ from rich.console import Console
 
 from lifecycle.records import AlertRecord, LifecycleRecord
 from schemas.wire import record_json
-from sinks.report import Report, build_report, render_json, render_text, report_command
-from sinks.report_sources import load_kafka, load_replay_dir, load_sql
+from leadflow.cli import report_command
+from leadflow.report import Report, build_report, render_json, render_text
+from leadflow.report_sources import load_kafka, load_replay_dir, load_sql
 from sinks.sql import SqlSink
 from tests.sinks import report_scenario as s
 

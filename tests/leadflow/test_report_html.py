@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sinks.report import build_report
-from sinks.report_html import render_html
+from leadflow.report import build_report
+from leadflow.report_html import render_html
 from tests.sinks import report_scenario as s
 
 CHART_IDS = ("funnel-chart", "time-in-stage-chart", "compliance-by-team-chart")

@@ -1,8 +1,8 @@
 """The closed-loop report: funnel, time in stage, SLA compliance, reasons, leads lost.
 
 ``build_report(lifecycle_records, alert_records)`` is pure (no I/O, no clock): the same records always
-give the same ``Report``. ``render_text`` / ``render_json`` / ``sinks.report_html.render_html`` show it;
-``report_command`` is what ``leadflow report SOURCE`` runs.
+give the same ``Report``. ``render_text`` / ``render_json`` / ``leadflow.report_html.render_html`` show it;
+``leadflow report SOURCE`` (``leadflow.cli``) renders it.
 
 Derivations (the outputs carry no "SLA started" record, so starts are derived):
 
@@ -34,24 +34,25 @@ import dataclasses
 import json
 import math
 import statistics
-import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from lifecycle import slas
 from lifecycle.records import AlertRecord, LifecycleRecord
+from lifecycle.slas import SLA_NAMES
+from lifecycle.stages import MAIN_PATH, Stage
 from schemas.wire import format_time
 
-FUNNEL_STAGES: Final = ("new", "engaged", "mql", "sal", "sql", "opportunity", "customer")
-ALL_STAGES: Final = (*FUNNEL_STAGES, "recycled", "disqualified")
+FUNNEL_STAGES: Final = tuple(stage.value for stage in MAIN_PATH)
+ALL_STAGES: Final = tuple(stage.value for stage in Stage)
 CONVERSIONS: Final = (("mql", "sal"), ("sal", "sql"), ("sql", "opportunity"), ("opportunity", "customer"),
                       ("mql", "customer"))
-SLAS: Final = ("assignment", "first_touch", "qualification", "opportunity", "nurture")
-SLA_STAGE: Final = {"assignment": "mql", "first_touch": "mql", "qualification": "sal",
-                    "opportunity": "sql", "nurture": "recycled"}
-STARTS_ON_ENTRY: Final = {"sal": "qualification", "sql": "opportunity", "recycled": "nurture"}
-DEADLINE_REASONS: Final = frozenset({"unassigned", "recycled_not_nurtured"})
+SLAS: Final = SLA_NAMES
+SLA_STAGE: Final = {name: stage.value for name, stage in slas.SLA_STAGE.items()}
+STARTS_ON_ENTRY: Final = {stage.value: name for stage, name in slas.STARTS_ON_ENTRY.items()}
+DEADLINE_REASONS: Final = slas.DEADLINE_REASONS
 #: Upper bounds (ms) of the time-in-stage histogram buckets; the last bucket is open-ended.
 HISTOGRAM_EDGES_MS: Final = (3_600_000, 4 * 3_600_000, 86_400_000, 3 * 86_400_000, 7 * 86_400_000,
                              30 * 86_400_000)
@@ -407,39 +408,3 @@ def render_text(report: Report, console: Any) -> None:
     console.print(t)
     if report.instant_handoffs:
         console.print("Instant broken handoffs: " + ", ".join(f"{r} {n}" for r, n in report.instant_handoffs))
-
-
-def report_command(source: str, fmt: str, html: str | None) -> int:
-    """``leadflow report SOURCE [--format text|json] [--html FILE]``; returns the exit status.
-
-    SOURCE: a replay output directory, a ``sqlite:///``/``postgresql://`` URL, or
-    ``kafka://host:port[?lifecycle=TOPIC&alerts=TOPIC]``. Failures print one line on standard error.
-    """
-    from rich.console import Console
-
-    from lifecycle.errors import ConfigError, LeadflowError
-    from sinks.report_html import render_html
-    from sinks.report_sources import load_source
-
-    if fmt not in ("text", "json"):
-        print(f"leadflow report: --format must be text or json, not {fmt!r}", file=sys.stderr)
-        return 2
-    try:
-        lifecycle, alerts = load_source(source)
-        report = build_report(lifecycle, alerts)
-        if html:
-            with open(html, "w", encoding="utf-8") as f:
-                f.write(render_html(report))
-        if fmt == "json":
-            sys.stdout.write(render_json(report))
-        else:
-            render_text(report, Console())
-            if html:
-                print(f"HTML report written to {html}")
-        return 0
-    except ConfigError as exc:
-        print(f"leadflow report: {exc}", file=sys.stderr)
-        return 2
-    except (LeadflowError, OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"leadflow report: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1

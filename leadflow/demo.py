@@ -1,11 +1,11 @@
 """``leadflow demo``: a broker (embedded unless configured), the topics, a live worker, realistic lead
 traffic, and the funnel and alerts on screen as they happen; then a summary.
 
-Pieces, all real: the embedded Tansu broker (``streams.broker``), ``leadflow worker`` as a child
+Pieces, all real: the embedded Tansu broker (``leadflow.broker``), ``leadflow worker`` as a child
 process (its log in the run's temp dir), a generator thread producing ``leadflow.traffic`` journeys
 with kafka-python (acks=all, keyed by lead id, topic by event type as ``leadflow produce`` routes
 them), and a reader thread that ``assign()``-s the three output topics and fills the
-:class:`~streams.demo_view.Board` the main thread draws.
+:class:`~leadflow.demo_view.Board` the main thread draws.
 
 Time runs ``SPEEDUP`` times faster than in a real pipeline: the journeys' gaps are compressed by
 ``1/SPEEDUP`` and the built-in demo policy's SLAs are a few seconds, so a lead's journey takes a
@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError, LeadflowError
-from lifecycle.policy import load_policy
+from schemas.policy_file import load_policy
 from schemas.wire import format_time
-from streams.broker import EmbeddedBroker, free_port, resolve_broker, signal_group
-from streams.demo_view import Board, Header, progress_line, render, summary
-from streams.produce import route, topic_for
+from leadflow.broker import EmbeddedBroker, free_port, resolve_broker, signal_group
+from leadflow.demo_view import Board, Header, progress_line, render, summary
+from leadflow.produce import route, topic_for
 from streams.topics import Topics, ensure_topics
 
 #: How much faster than a real pipeline the demo runs: 1 s here is ~83 min there.
@@ -488,7 +488,7 @@ def run(broker: str | None = None, policy_path: str | None = None, duration: flo
             where = f"{bootstrap} (embedded)"
         else:
             where = bootstrap
-        from streams.worker import topics_from_env
+        from leadflow.worker import topics_from_env
 
         topics = topics_from_env(env)
         ensure_topics(bootstrap, topics)

@@ -25,37 +25,13 @@ from pathlib import Path
 from types import TracebackType
 
 from lifecycle.errors import ConfigError, LeadflowError
+from streams.settings import parse_bootstrap
 
 ENV_BROKER = "LEADFLOW_BROKER"
-_SCHEMES = ("kafka://", "tcp://", "plaintext://")
 
 
 class BrokerError(LeadflowError):
     """The embedded broker could not be started."""
-
-
-def parse_bootstrap(value: str) -> str:
-    """Normalise ``kafka://h:p``, ``tcp://h:p`` or ``h:p[,h:p]`` to a ``h:p[,h:p]`` bootstrap list.
-
-    Raises :class:`ConfigError` (exit status 2) on anything else.
-    """
-    servers = []
-    for part in value.split(","):
-        part = part.strip()
-        lowered = part.lower()
-        for scheme in _SCHEMES:
-            if lowered.startswith(scheme):
-                part = part[len(scheme):]
-                break
-        part = part.rstrip("/")
-        host, sep, port = part.rpartition(":")
-        if not sep or not host or "/" in part or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ConfigError(
-                f"bad broker address {value!r}: expected host:port[,host:port], "
-                "kafka://host:port or tcp://host:port"
-            )
-        servers.append(f"{host}:{int(port)}")
-    return ",".join(servers)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
