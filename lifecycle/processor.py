@@ -1,21 +1,25 @@
-"""Drives the engine over a stream: lead store, pending timers and the clock, with no I/O.
+"""Replay's driver of the application step: rows in memory, pending wake-ups, the event-time clock.
 
-``replay`` uses it with the event-time clock (the watermark: the largest ``occurred_at`` seen); the
-live worker keeps its own table and timer task but calls the same engine. Before an event at time
-``t`` is applied, every timer due before ``t`` fires, each with the time the clock passed it.
+The clock is the watermark (the largest ``occurred_at`` seen). Before an event at time ``t`` is
+applied, every row whose wake-up falls before ``t`` is stepped, each at the time the clock passed
+it; so the step itself finds nothing more to fire, and the output is the same byte for byte
+whatever the machine.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import MutableMapping
+from typing import Mapping
 
-from lifecycle.engine import Engine, Outcome, Records
+from lifecycle.application import Application, Row, Step
+from lifecycle.engine import Engine, Records
 from lifecycle.events import LeadEvent
 from lifecycle.lead import Lead
 from lifecycle.records import LifecycleRecord
 from lifecycle.timers import TimerSet
+
+_EMPTY: Row = Row()
 
 
 @dataclass
@@ -32,17 +36,22 @@ class Tally:
 
 
 class Processor:
-    def __init__(
-        self,
-        engine: Engine,
-        store: MutableMapping[str, Lead] | None = None,
-        timers: TimerSet | None = None,
-    ) -> None:
-        self.engine = engine
-        self.leads: MutableMapping[str, Lead] = store if store is not None else {}
+    def __init__(self, engine: Engine, rows: dict[str, Row] | None = None,
+                 timers: TimerSet | None = None) -> None:
+        self.app: Application = Application(engine, consumes_rows=True)
+        self.rows: dict[str, Row] = rows if rows is not None else {}
         self.timers = timers if timers is not None else TimerSet()
         self.clock: int | None = None  # the watermark; None before the first event
         self.tally = Tally()
+
+    @property
+    def engine(self) -> Engine:
+        return self.app.engine
+
+    @property
+    def leads(self) -> Mapping[str, Lead]:
+        """Every lead by id (a snapshot, for inspection)."""
+        return {lead_id: row.lead for lead_id, row in self.rows.items() if row.lead is not None}
 
     def submit(self, event: LeadEvent) -> Records:
         """Advance the clock to the event's time, fire what fell due before it, then apply it."""
@@ -50,14 +59,14 @@ class Processor:
         records = self.advance(at, inclusive=False) if self.timers.any_due(at) else []
         now = at if self.clock is None or at > self.clock else self.clock
         self.clock = now
-        outcome = self.engine.apply(self.leads.get(event.lead_id), event, now, in_place=True)
+        step = self.app.on_event(self.rows.get(event.lead_id, _EMPTY), event, now)
         self.tally.read += 1
-        if outcome.duplicate:
+        if step.duplicate:
             self.tally.duplicates += 1
         else:
             self.tally.applied += 1
-            self._keep(outcome)
-            records.extend(outcome.records)
+            self._keep(step)
+            records.extend(step.records)
         return records
 
     def reject(self, error_code: str) -> None:
@@ -67,24 +76,25 @@ class Processor:
         self.tally.dlq_errors[error_code] += 1
 
     def advance(self, until: int, *, inclusive: bool = True) -> Records:
-        """Move the clock to ``until``, firing every timer due by then (before it if not inclusive)."""
+        """Move the clock to ``until``, stepping every row due by then (before it if not inclusive)."""
         records: Records = []
         for lead_id, due in self.timers.pop_due(until, inclusive=inclusive):
             now = due if self.clock is None else max(due, self.clock)
             self.clock = now
-            lead = self.leads[lead_id]
-            outcome = self.engine.fire(lead, now)
-            self._keep(outcome)
-            records.extend(outcome.records)
+            step = self.app.on_timer(self.rows[lead_id], f"timer:{lead_id}:{due}", now)
+            self._keep(step)
+            records.extend(step.records)
         if self.clock is None or until > self.clock:
             self.clock = until
         return records
 
-    def _keep(self, outcome: Outcome) -> None:
-        lead = outcome.lead
-        self.leads[lead.lead_id] = lead
-        self.timers.set(lead.lead_id, lead.wake_at)
-        for record in outcome.records:
+    def _keep(self, step: Step) -> None:
+        row = step.row
+        lead = row.lead
+        assert lead is not None
+        self.rows[lead.lead_id] = row
+        self.timers.set(lead.lead_id, row.wake_at)
+        for record in step.records:
             if type(record) is LifecycleRecord:
                 self.tally.transitions += 1
             else:

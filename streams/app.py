@@ -1,4 +1,4 @@
-"""The live worker: a faust app around the pure engine, with durable state, outbox and timers.
+"""The live worker: faust I/O around the shared application step (``lifecycle.application``).
 
 One agent reads the four input topics, the repartition topic (``Topics.events_by_lead``) and the
 timer-command topic (``Topics.timer_commands``); all of them and the table's changelog have the same
@@ -11,7 +11,7 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 - Lead state is one table row: ``{"wake": ms|None, "lead": Lead.to_state(), "outbox": [...]}``,
   always assigned back (``table[k] = v``), so every change reaches the compacted changelog.
 - Commits: an offset is committed only once the changelog writes of the messages before it are
-  acknowledged (``_DurableBuffer``); a partition nobody committed is read from its beginning
+  acknowledged (``DurableBuffer``); a partition nobody committed is read from its beginning
   (``seek_to_committed``); on Tansu, recovery reads to the exact end (``exact_end_offsets``).
 - The outbox: a changelog write can reach the broker while the output records of the same message
   are still unsent, and a crash then would lose them: reprocessing finds the event a duplicate and
@@ -27,7 +27,6 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import tempfile
 import time
@@ -37,22 +36,20 @@ from typing import Any
 
 import faust
 import orjson
-from faust.exceptions import ProducerSendError
-from faust.transport.drivers import aiokafka as faust_aiokafka
-from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 from kafka.partitioner.default import murmur2
 
+from lifecycle.application import Application, Position, Row, Step
 from lifecycle.engine import Engine
 from lifecycle.errors import EventError
 from lifecycle.events import LeadEvent
-from lifecycle.ids import event_digest
-from lifecycle.lead import Lead
 from lifecycle.policy import Policy
-from lifecycle.records import AlertRecord, LifecycleRecord
+from lifecycle.records import LifecycleRecord
 from lifecycle.timers import TimerSet
 from schemas import codec
 from schemas.wire import format_time
+from streams import rows
+from streams.faust_patches import Transport, committed_offset, paused_partitions
 from streams.metrics import CONTENT_TYPE, Metrics
 from streams.output import JsonOutput, Output
 from streams.settings import faust_settings
@@ -61,12 +58,8 @@ from streams.topics import Topics
 log = logging.getLogger("leadflow.worker")
 
 TABLE = "leads"
-#: Outbox entries kept per lead at most (older ones are pruned even if not yet committed).
-OUTBOX_CAP = 16
 #: Timer tick, seconds: due deadlines are turned into commands this often.
 TIMER_TICK = 0.1
-#: Consumer fetch long-poll, ms. faust hard-codes 1500 ms; a timer command must not wait that long.
-FETCH_MAX_WAIT_MS = 100
 #: A timer command not seen back within this long is sent again (it is idempotent).
 INFLIGHT_RESEND_MS = 10_000
 #: A partition with a backlog that hands the agent nothing for this long is re-read from its
@@ -80,7 +73,6 @@ WORKER_SETTINGS: dict[str, Any] = {
     "broker_max_poll_records": 2000,
     "producer_linger_ms": 5,
 }
-LIFECYCLE, ALERT = "l", "a"
 
 
 def partition_for(lead_id: str, partitions: int) -> int:
@@ -90,172 +82,6 @@ def partition_for(lead_id: str, partitions: int) -> int:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
-    """The next offset to consume of ``topic/partition`` as committed by this worker, or None.
-
-    faust keeps it in the private ``Consumer._committed_offset``; the one place that reads it.
-    """
-    try:
-        return consumer._committed_offset.get(TP(topic, partition))
-    except Exception:  # noqa: BLE001 - no consumer yet, or faust changed: keep the entry
-        return None
-
-
-def _paused(consumer: Any) -> set[TP]:
-    """Partitions faust holds paused (private ``Consumer._paused_partitions``), for /health."""
-    try:
-        return set(consumer._paused_partitions)
-    except Exception:  # noqa: BLE001
-        return set()
-
-
-# -- faust plumbing: shorter fetch waits, recovery hooks -------------------------------------------
-
-class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS   # read by AIOKafkaConsumer.start()
-        return consumer
-
-    async def seek_to_committed(self) -> Any:
-        return await self.call_thread(self._seek_to_committed)
-
-    async def _seek_to_committed(self) -> Any:
-        return await seek_to_committed(self._ensure_consumer(), skip=self.app.tables.changelog_topics)
-
-    async def _highwaters(self, partitions: list[TP]) -> Any:
-        """End offsets; exact ones on a broker whose ListOffsets is not (``Transport.exact_ends``)."""
-        ends = await super()._highwaters(partitions)
-        if not getattr(self.transport, "exact_ends", False):
-            return ends
-        conf = self.app.conf
-        auth = faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
-        return await exact_end_offsets(faust_aiokafka.server_list(conf.broker, 9092), ends, **auth)
-
-
-async def seek_to_committed(consumer: Any, skip: Iterable[str] = ()) -> dict[Any, int | None]:
-    """Every assigned partition to its committed offset, and to the beginning when it has none
-    (topics in ``skip`` excepted: table changelogs, which faust positions itself).
-
-    aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
-    where its fetcher happens to be. faust calls it after a recovery, and during that recovery the
-    fetcher may already have read (and faust dropped) records of the newly assigned partitions: a
-    partition its previous owner never committed then skipped them for good (seen when a worker
-    died within its first commit interval). ``consumer_auto_offset_reset`` is ``earliest``, so the
-    beginning is where such a partition starts.
-    """
-    committed = await consumer.seek_to_committed()
-    skipped = set(skip)
-    fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in skipped]
-    if fresh:
-        await consumer.seek_to_beginning(*fresh)
-    return committed
-
-
-async def exact_end_offsets(servers: list[str], ends: dict[TP, int], **client: Any) -> dict[TP, int]:
-    """Correct end offsets from a broker that answers ListOffsets(latest) with the first offset of
-    the partition's last *batch* + 1 (Tansu, BROKER.md), by reading that last batch.
-
-    faust recovers a table by reading its changelog up to these offsets: taken as they come, a
-    crashed worker's successor stopped short of the last updates. Fetching from ``end - 1`` returns
-    the whole last batch, whose last record gives the true end. One fetch per non-empty partition,
-    at recovery only, so faust's producer keeps batching (no ``producer_max_batch_size=1``).
-    ``servers``: ``host:port`` strings; ``client``: the worker's own security settings (aiokafka
-    keyword arguments), so a Tansu behind TLS is read the same way.
-    """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    todo = {tp: end for tp, end in ends.items() if end}
-    if not todo:
-        return dict(ends)
-    reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
-                              fetch_max_wait_ms=50, **client)
-    exact = dict(ends)
-    try:
-        await reader.start()
-        keyed = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
-        reader.assign(list(keyed))
-        for ktp, tp in keyed.items():
-            reader.seek(ktp, todo[tp] - 1)
-        waiting = set(keyed)
-        deadline = time.monotonic() + 10.0
-        while waiting and time.monotonic() < deadline:
-            batches = await reader.getmany(*waiting, timeout_ms=200)
-            for ktp, records in batches.items():
-                if records:
-                    tp = keyed[ktp]
-                    exact[tp] = max(exact[tp], records[-1].offset + 1)
-                    waiting.discard(ktp)
-                    reader.pause(ktp)
-        if waiting:  # nothing readable there (deleted meanwhile?): keep what the broker said
-            log.warning("cannot read the last batch of %s; using the broker's end offsets",
-                        sorted(map(str, waiting)))
-    finally:
-        await reader.stop()
-    return exact
-
-
-class _FastFetchConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)
-
-
-class _DurableBuffer(ProducerBuffer):
-    """faust's producer buffer (table changelog writes go through it), with a ``flush()`` that
-    returns only once every message put into it before the call has been acknowledged by the broker.
-
-    faust commits source offsets right after ``producer.flush()``, whose buffer part gives up as
-    soon as one message takes longer than 0.1 s to hand over (``ProducerBuffer.flush_atmost``) and
-    ignores the message being handed over. Under load the offset of an event was committed while
-    the changelog write of the lead it changed was still in this buffer: a SIGKILL then lost that
-    state for good (issue 3). Here the commit waits for the writes it covers.
-    """
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        self.unacked: set[asyncio.Future[Any]] = set()
-
-    def put(self, fut: Any) -> None:
-        self.unacked.add(fut)
-        fut.add_done_callback(self.unacked.discard)
-        super().put(fut)
-
-    async def flush(self) -> None:
-        """Wait for the writes put before this call (later ones belong to later commits); raise
-        ``ProducerSendError`` if one failed or can no longer be sent, so nothing is committed."""
-        pending = set(self.unacked)
-        await super().flush()
-        while True:
-            waiting = {fut for fut in pending if not fut.done()}
-            if not waiting:
-                break
-            if self.should_stop:
-                raise ProducerSendError(f"{len(waiting)} table writes unacknowledged at stop")
-            await asyncio.wait(waiting, timeout=1.0)
-        failed = [fut for fut in pending if fut.cancelled() or fut.exception() is not None]
-        if failed:
-            first = failed[0]
-            reason = "cancelled" if first.cancelled() else repr(first.exception())
-            raise ProducerSendError(f"{len(failed)} of {len(pending)} table writes failed: {reason}")
-
-
-class _DurableProducer(faust_aiokafka.Producer):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        threaded = getattr(self.buffer, "threaded_producer", None)
-        self.buffer = _DurableBuffer(loop=self.loop, beacon=self.beacon)
-        self.buffer.app = self.app
-        if threaded is not None:
-            self.buffer.threaded_producer = threaded
-
-
-class _Transport(faust_aiokafka.Transport):
-    Consumer = _FastFetchConsumer
-    Producer = _DurableProducer
-    #: correct ListOffsets(latest) by reading the last batch (set for Tansu only)
-    exact_ends: bool = False
 
 
 class LeadTable(faust.Table):
@@ -289,7 +115,7 @@ class LeadflowApp:
     app: faust.App
     table: LeadTable
     topics: Topics
-    engine: Engine
+    application: Application
     embedded: bool
     metrics: Metrics = field(default_factory=Metrics)
     #: wire format of the output records (``LEADFLOW_FORMAT``)
@@ -340,7 +166,7 @@ class LeadflowApp:
             for key, raw in self.table.items():
                 timers = fresh.get(self.partition_for(key))
                 if timers is not None and raw:
-                    wake = orjson.loads(raw).get("wake")
+                    wake = rows.wake_of(raw)
                     if wake is not None:
                         timers.set(key, wake)
             for p, timers in fresh.items():
@@ -357,57 +183,48 @@ class LeadflowApp:
         self.recovered = True
 
     # -- state ----------------------------------------------------------------------------------
-    def load(self, lead_id: str) -> tuple[Lead | None, list[list[Any]]]:
+    @property
+    def engine(self) -> Engine:
+        return self.application.engine
+
+    def load(self, lead_id: str) -> Row:
         raw = self.table.get(lead_id)
-        if not raw:
-            return None, []
-        doc = orjson.loads(raw)
-        return Lead.from_state(doc["lead"]), doc["outbox"]
+        return rows.decode(raw) if raw else rows.EMPTY
 
-    def _prune(self, outbox: list[list[Any]]) -> list[list[Any]]:
-        consumer = self.app.consumer
-        kept = []
-        for entry in outbox:
-            done = committed_offset(consumer, entry[1], entry[2])
-            if done is None or done <= entry[3]:
-                kept.append(entry)
-        return kept[-OUTBOX_CAP:]
+    def committed(self, position: Position) -> bool:
+        """Whether the consumer group has committed past ``position`` (its output need not be kept)."""
+        done = committed_offset(self.app.consumer, position.topic, position.partition)
+        return done is not None and done > position.offset
 
-    async def _save_and_emit(self, lead: Lead, outbox: list[list[Any]], message_id: str,
-                             message: Any, records: list[LifecycleRecord | AlertRecord]) -> None:
-        encoded = [[LIFECYCLE if isinstance(r, LifecycleRecord) else ALERT, codec.encode_json(r).decode()]
-                   for r in records]
-        outbox = self._prune(outbox)
-        if encoded:
-            outbox.append([message_id, message.topic, message.partition, message.offset, encoded])
-            outbox = outbox[-OUTBOX_CAP:]
-        wake = lead.wake_at
-        doc = {"wake": wake, "lead": lead.to_state(), "outbox": outbox}
-        self.table[lead.lead_id] = orjson.dumps(doc)
-        self._schedule(message.partition, lead.lead_id, wake)
-        for record in records:
-            if isinstance(record, LifecycleRecord):
-                self.metrics.transitions.labels(record.to_stage).inc()
-            else:
-                self.metrics.alerts.labels(record.type).inc()
-        await self._emit(lead.lead_id, encoded)
+    async def _save_and_send(self, step: Step, message: Any) -> None:
+        """Save the step's row (if it changed) and send what the step says, in that order."""
+        if step.changed:
+            row = step.row
+            lead = row.lead
+            assert lead is not None
+            self.table[lead.lead_id] = rows.encode(row)
+            self._schedule(message.partition, lead.lead_id, row.wake_at)
+            for record in step.records:
+                if isinstance(record, LifecycleRecord):
+                    self.metrics.transitions.labels(record.to_stage).inc()
+                else:
+                    self.metrics.alerts.labels(record.type).inc()
+        elif step.sends:
+            self.metrics.reemitted.inc(len(step.sends))
+        if step.sends:
+            assert step.row.lead is not None
+            await self._send(step.row.lead.lead_id, step.sends)
 
-    async def _emit(self, lead_id: str, encoded: Iterable[list[str]]) -> None:
+    async def _send(self, lead_id: str, sends: Iterable[tuple[str, str]]) -> None:
         producer = self.app.producer
         key = lead_id.encode()
         output = self.output
-        for kind, payload in encoded:
-            if kind == LIFECYCLE:
+        for kind, payload in sends:
+            if kind == rows.LIFECYCLE:
                 topic, value = self.topics.lifecycle, output.lifecycle(payload)
             else:
                 topic, value = self.topics.alerts, output.alert(payload)
             await producer.send(topic, key, value, None, None, None)
-
-    async def _reemit(self, lead_id: str, outbox: list[list[Any]], message_id: str) -> None:
-        for entry in outbox:
-            if entry[0] == message_id:
-                await self._emit(lead_id, entry[4])
-                self.metrics.reemitted.inc(len(entry[4]))
 
     def _schedule(self, partition: int, lead_id: str, wake: int | None) -> None:
         timers = self.timers.get(partition)
@@ -449,27 +266,11 @@ class LeadflowApp:
 
     async def _on_event(self, event: LeadEvent, message: Any) -> None:
         self.metrics.events.labels(event.event_type).inc()
-        lead, outbox = self.load(event.lead_id)
-        now = now_ms()
-        records: list[LifecycleRecord | AlertRecord] = []
-        if lead is not None:
-            if lead.has_seen(event_digest(event.event_id)):
-                self.metrics.duplicates.inc()
-                await self._reemit(event.lead_id, outbox, event.event_id)
-                return
-            # Steps due before the event happened fire first, as in replay (SPEC 4: the SLA was
-            # breached before the event that would have satisfied it).
-            wake = lead.wake_at
-            if wake is not None and wake < event.occurred_at and wake <= now:
-                fired = self.engine.fire(lead, min(now, event.occurred_at - 1))
-                lead = fired.lead
-                records.extend(fired.records)
-        outcome = self.engine.apply(lead, event, now)
-        if outcome.duplicate:       # pragma: no cover - checked above
+        position = Position(message.topic, message.partition, message.offset)
+        step = self.application.on_event(self.load(event.lead_id), event, now_ms(), position, self.committed)
+        if step.duplicate:
             self.metrics.duplicates.inc()
-            return
-        records.extend(outcome.records)
-        await self._save_and_emit(outcome.lead, outbox, event.event_id, message, records)
+        await self._save_and_send(step, message)
 
     async def _on_timer_command(self, message: Any) -> None:
         try:
@@ -483,17 +284,15 @@ class LeadflowApp:
         inflight = self.inflight.get(p)
         if inflight is not None and inflight.get(lead_id, (None,))[0] == due:
             del inflight[lead_id]
-        lead, outbox = self.load(lead_id)
-        if lead is None:
-            return
+        row = self.load(lead_id)
         now = now_ms()
-        outcome = self.engine.fire(lead, now)
-        if not outcome.records:         # fired already (a redelivery) or rescheduled meanwhile
-            await self._reemit(lead_id, outbox, command_id)
-            self._schedule(p, lead_id, lead.wake_at)
-            return
-        self.metrics.lateness.observe(max(0, now - due) / 1000)
-        await self._save_and_emit(outcome.lead, outbox, command_id, message, outcome.records)
+        position = Position(message.topic, p, message.offset)
+        step = self.application.on_timer(row, command_id, now, position, self.committed)
+        if step.records:
+            self.metrics.lateness.observe(max(0, now - due) / 1000)
+        elif row.lead is not None:  # fired already (a redelivery) or rescheduled meanwhile
+            self._schedule(p, lead_id, row.wake_at)
+        await self._save_and_send(step, message)
 
     async def tick(self) -> None:
         """Send a command for every lead whose deadline passed; resend commands that got lost."""
@@ -528,7 +327,7 @@ class LeadflowApp:
             return
         consumer = self.app.consumer
         sources = set(self.source_topics)
-        paused = _paused(consumer)
+        paused = paused_partitions(consumer)
         now = time.monotonic()
         for tp in list(consumer.assignment()):
             if tp.topic not in sources or tp in paused:
@@ -561,7 +360,8 @@ class LeadflowApp:
                 yield tp.topic, tp.partition, max(0, high - done)
 
     def lead_view(self, lead_id: str) -> dict[str, Any] | None:
-        lead, outbox = self.load(lead_id)
+        row = self.load(lead_id)
+        lead = row.lead
         if lead is None:
             return None
         return {
@@ -588,7 +388,8 @@ class LeadflowApp:
             "history": [{"stage": stage, "at": format_time(at), "trigger": trigger}
                         for stage, at, trigger in lead.history],
             "partition": self.partition_for(lead.lead_id),
-            "outbox": len(outbox),
+            "outbox": len(row.outbox),
+            "version": row.version,
         }
 
     def health(self) -> dict[str, Any]:
@@ -597,7 +398,7 @@ class LeadflowApp:
             "app_id": self.topics.app_id,
             "partitions": sorted(self.timers),
             "timers_pending": self.pending_timers(),
-            "paused": sorted(f"{tp.topic}/{tp.partition}" for tp in _paused(self.app.consumer)),
+            "paused": sorted(f"{tp.topic}/{tp.partition}" for tp in paused_partitions(self.app.consumer)),
 
         }
 
@@ -632,14 +433,15 @@ def build_app(
     overrides.update(settings)
     app = faust.App(app_id, autodiscover=False,
                     **faust_settings(embedded, bootstrap=bootstrap, **overrides))
-    app.transport = _Transport(app.conf.broker_consumer, app)
+    app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.exact_ends = embedded  # Tansu's ListOffsets is a batch short (BROKER.md)
 
     table = app.tables.add(LeadTable(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
         key_type=str, value_type=bytes, help="Lead state and outbox by lead_id",
     ))
-    lf = LeadflowApp(app=app, table=table, topics=topics, engine=Engine(policy), embedded=embedded,
+    lf = LeadflowApp(app=app, table=table, topics=topics, embedded=embedded,
+                     application=Application(Engine(policy), rows.encode_record, consumes_rows=True),
                      lookup=codec.bundled_schemas())
     table.owner = lf
     lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag)

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from lifecycle.engine import Engine
 from lifecycle.lead import Lead
 from lifecycle.policy import Policy
+from lifecycle.application import Row
 from lifecycle.processor import Processor
 from lifecycle.records import AlertRecord, LifecycleRecord
 from lifecycle.stages import TERMINAL
@@ -101,9 +102,9 @@ def test_a_restart_from_saved_state_changes_no_output(stream, cut):
     second = Processor(Engine(Policy()))
     second.clock = first.clock
     for lead_id, state in saved.items():
-        lead = Lead.from_state(state)
-        second.leads[lead_id] = lead
-        second.timers.set(lead_id, lead.wake_at)
+        row = Row(Lead.from_state(state))
+        second.rows[lead_id] = row
+        second.timers.set(lead_id, row.wake_at)
     for event in stream[cut:]:
         records.extend(second.submit(event))
     if second.clock is not None:

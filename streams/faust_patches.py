@@ -1,0 +1,194 @@
+"""faust, adjusted for leadflow's guarantees: every subclass and private attribute we rely on, in one place.
+
+- ``Transport`` makes the worker's consumer fetch with short waits (timer commands must not wait
+  faust's hard-coded 1.5 s), positions partitions nobody committed at their beginning
+  (``seek_to_committed``), reads exact end offsets from a broker whose ListOffsets is a batch short
+  (``exact_end_offsets``, Tansu), and gives its producer a buffer whose ``flush()`` returns only once
+  every table write before it is acknowledged (``DurableBuffer``), so a commit never covers a lost
+  write.
+- ``committed_offset`` / ``paused_partitions`` read faust's private consumer state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from faust.exceptions import ProducerSendError
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.transport.producer import ProducerBuffer
+from faust.types import TP
+
+log = logging.getLogger("leadflow.worker")
+
+#: Consumer fetch long-poll, ms. faust hard-codes 1500 ms; a timer command must not wait that long.
+FETCH_MAX_WAIT_MS = 100
+
+
+def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
+    """The next offset to consume of ``topic/partition`` as committed by this worker, or None.
+
+    faust keeps it in the private ``Consumer._committed_offset``; the one place that reads it.
+    """
+    try:
+        return consumer._committed_offset.get(TP(topic, partition))
+    except Exception:  # noqa: BLE001 - no consumer yet, or faust changed: keep the entry
+        return None
+
+
+def paused_partitions(consumer: Any) -> set[TP]:
+    """Partitions faust holds paused (private ``Consumer._paused_partitions``), for /health."""
+    try:
+        return set(consumer._paused_partitions)
+    except Exception:  # noqa: BLE001
+        return set()
+
+
+# -- faust plumbing: shorter fetch waits, recovery hooks -------------------------------------------
+
+class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS   # read by AIOKafkaConsumer.start()
+        return consumer
+
+    async def seek_to_committed(self) -> Any:
+        return await self.call_thread(self._seek_to_committed)
+
+    async def _seek_to_committed(self) -> Any:
+        return await seek_to_committed(self._ensure_consumer(), skip=self.app.tables.changelog_topics)
+
+    async def _highwaters(self, partitions: list[TP]) -> Any:
+        """End offsets; exact ones on a broker whose ListOffsets is not (``Transport.exact_ends``)."""
+        ends = await super()._highwaters(partitions)
+        if not getattr(self.transport, "exact_ends", False):
+            return ends
+        conf = self.app.conf
+        auth = faust_aiokafka.credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context)
+        return await exact_end_offsets(faust_aiokafka.server_list(conf.broker, 9092), ends, **auth)
+
+
+async def seek_to_committed(consumer: Any, skip: Iterable[str] = ()) -> dict[Any, int | None]:
+    """Every assigned partition to its committed offset, and to the beginning when it has none
+    (topics in ``skip`` excepted: table changelogs, which faust positions itself).
+
+    aiokafka's ``seek_to_committed`` leaves a partition without a committed offset (or with 0)
+    where its fetcher happens to be. faust calls it after a recovery, and during that recovery the
+    fetcher may already have read (and faust dropped) records of the newly assigned partitions: a
+    partition its previous owner never committed then skipped them for good (seen when a worker
+    died within its first commit interval). ``consumer_auto_offset_reset`` is ``earliest``, so the
+    beginning is where such a partition starts.
+    """
+    committed = await consumer.seek_to_committed()
+    skipped = set(skip)
+    fresh = [tp for tp, offset in committed.items() if not offset and tp.topic not in skipped]
+    if fresh:
+        await consumer.seek_to_beginning(*fresh)
+    return committed
+
+
+async def exact_end_offsets(servers: list[str], ends: dict[TP, int], **client: Any) -> dict[TP, int]:
+    """Correct end offsets from a broker that answers ListOffsets(latest) with the first offset of
+    the partition's last *batch* + 1 (Tansu, BROKER.md), by reading that last batch.
+
+    faust recovers a table by reading its changelog up to these offsets: taken as they come, a
+    crashed worker's successor stopped short of the last updates. Fetching from ``end - 1`` returns
+    the whole last batch, whose last record gives the true end. One fetch per non-empty partition,
+    at recovery only, so faust's producer keeps batching (no ``producer_max_batch_size=1``).
+    ``servers``: ``host:port`` strings; ``client``: the worker's own security settings (aiokafka
+    keyword arguments), so a Tansu behind TLS is read the same way.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    todo = {tp: end for tp, end in ends.items() if end}
+    if not todo:
+        return dict(ends)
+    reader = AIOKafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
+                              fetch_max_wait_ms=50, **client)
+    exact = dict(ends)
+    try:
+        await reader.start()
+        keyed = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+        reader.assign(list(keyed))
+        for ktp, tp in keyed.items():
+            reader.seek(ktp, todo[tp] - 1)
+        waiting = set(keyed)
+        deadline = time.monotonic() + 10.0
+        while waiting and time.monotonic() < deadline:
+            batches = await reader.getmany(*waiting, timeout_ms=200)
+            for ktp, records in batches.items():
+                if records:
+                    tp = keyed[ktp]
+                    exact[tp] = max(exact[tp], records[-1].offset + 1)
+                    waiting.discard(ktp)
+                    reader.pause(ktp)
+        if waiting:  # nothing readable there (deleted meanwhile?): keep what the broker said
+            log.warning("cannot read the last batch of %s; using the broker's end offsets",
+                        sorted(map(str, waiting)))
+    finally:
+        await reader.stop()
+    return exact
+
+
+class _FastFetchConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class DurableBuffer(ProducerBuffer):
+    """faust's producer buffer (table changelog writes go through it), with a ``flush()`` that
+    returns only once every message put into it before the call has been acknowledged by the broker.
+
+    faust commits source offsets right after ``producer.flush()``, whose buffer part gives up as
+    soon as one message takes longer than 0.1 s to hand over (``ProducerBuffer.flush_atmost``) and
+    ignores the message being handed over. Under load the offset of an event was committed while
+    the changelog write of the lead it changed was still in this buffer: a SIGKILL then lost that
+    state for good (issue 3). Here the commit waits for the writes it covers.
+    """
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.unacked: set[asyncio.Future[Any]] = set()
+
+    def put(self, fut: Any) -> None:
+        self.unacked.add(fut)
+        fut.add_done_callback(self.unacked.discard)
+        super().put(fut)
+
+    async def flush(self) -> None:
+        """Wait for the writes put before this call (later ones belong to later commits); raise
+        ``ProducerSendError`` if one failed or can no longer be sent, so nothing is committed."""
+        pending = set(self.unacked)
+        await super().flush()
+        while True:
+            waiting = {fut for fut in pending if not fut.done()}
+            if not waiting:
+                break
+            if self.should_stop:
+                raise ProducerSendError(f"{len(waiting)} table writes unacknowledged at stop")
+            await asyncio.wait(waiting, timeout=1.0)
+        failed = [fut for fut in pending if fut.cancelled() or fut.exception() is not None]
+        if failed:
+            first = failed[0]
+            reason = "cancelled" if first.cancelled() else repr(first.exception())
+            raise ProducerSendError(f"{len(failed)} of {len(pending)} table writes failed: {reason}")
+
+
+class _DurableProducer(faust_aiokafka.Producer):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        threaded = getattr(self.buffer, "threaded_producer", None)
+        self.buffer = DurableBuffer(loop=self.loop, beacon=self.beacon)
+        self.buffer.app = self.app
+        if threaded is not None:
+            self.buffer.threaded_producer = threaded
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer = _FastFetchConsumer
+    Producer = _DurableProducer
+    #: correct ListOffsets(latest) by reading the last batch (set for Tansu only)
+    exact_ends: bool = False
