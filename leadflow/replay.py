@@ -105,9 +105,7 @@ def replay(
             finally:
                 if not source.is_stdin:
                     stream.close()
-        final = until if until is not None else processor.clock
-        if final is not None:
-            write(processor.advance(final, inclusive=True))
+        write(processor.finish(until))
     if sink is not None:
         sink.close()
     return processor.tally

@@ -14,8 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Generic, NamedTuple, TypeVar
 
+import bisect
+
 from lifecycle.engine import Engine, Records
-from lifecycle.events import LeadEvent
+from lifecycle.events import LeadEvent, order_key
 from lifecycle.ids import event_digest
 from lifecycle.lead import Lead
 
@@ -51,11 +53,11 @@ class Row(Generic[T]):
     #: +1 on every save: a replica or a recovery keeps the highest version of a lead, never merely
     #: the last one written (a stalled former owner can write after the new one).
     version: int = 0
-
-    @property
-    def wake_at(self) -> int | None:
-        """When the row must be stepped again without a new event (the next SLA step), or None."""
-        return self.lead.wake_at if self.lead is not None else None
+    #: events waiting for the reorder window, in the order they will be applied (``order_key``)
+    held: tuple[LeadEvent, ...] = ()
+    #: when the row must be stepped again without a new event (an SLA step, the end of a hold, a
+    #: held event's release), or None
+    wake_at: int | None = None
 
 
 class Step(NamedTuple, Generic[T]):
@@ -64,6 +66,7 @@ class Step(NamedTuple, Generic[T]):
     sends: tuple[T, ...]  # what to send: the new records' wire forms, or a repeat's kept output
     duplicate: bool = False  # the message was seen before (its kept output, if any, is in sends)
     changed: bool = False  # the row is a new version: save it before sending
+    late_ms: tuple[int, ...] = ()  # per event applied that lay before its lead's latest: by how much
 
 
 Committed = Callable[[Position], bool]
@@ -91,56 +94,121 @@ class Application(Generic[T]):
         self.encode = encode
         self.consumes_rows = consumes_rows
 
+    @property
+    def reorder_ms(self) -> int:
+        return self.engine.policy.lateness.reorder_ms
+
     def on_event(
         self, row: Row[T], event: LeadEvent, now: int, position: Position | None = None,
         committed: Committed = _never,
     ) -> Step[T]:
-        """Apply ``event`` at clock ``now``. Before it, every SLA step of the lead that fell due
-        before ``now`` fires (stamped ``now``): the clock passed it before the event arrived.
+        """Take ``event`` at clock ``now``. First, everything of the row that fell due before
+        ``now`` happens (SLA steps fire, stamped ``now``: the clock passed them before the event
+        arrived). Then the event is applied — or, with a reorder window W, held until the clock
+        passes its time + W, and applied in event-time order with the lead's other held events.
 
         ``position``: where the event was read (None: nowhere to redeliver from, e.g. a file);
         ``committed(position)``: whether a kept output's source offset is committed (then it is
         dropped from the outbox).
         """
         lead = row.lead
-        records: Records = []
-        owned = self.consumes_rows  # may the lead be changed in place?
-        if lead is not None:
-            if lead.has_seen(event_digest(event.event_id)):
-                return self._repeat(row, event.event_id)
-            wake = lead.wake_at
-            if wake is not None and wake < now:
-                fired = self.engine.fire(lead, now)  # a copy of the lead
-                lead, owned = fired.lead, True
-                records.extend(fired.records)
-        outcome = self.engine.apply(lead, event, now, in_place=owned)
-        records.extend(outcome.records)
-        return self._save(row, outcome.lead, records, event.event_id, position, committed)
+        if (lead is not None and lead.has_seen(event_digest(event.event_id))) or any(
+            held.event_id == event.event_id for held in row.held
+        ):
+            return self._repeat(row, event.event_id)
+        work = _Work(lead, row.held, self.consumes_rows)
+        self._catch_up(work, now, inclusive=False)
+        if self.reorder_ms:
+            held = list(work.held)
+            bisect.insort(held, event, key=order_key)
+            work.held = tuple(held)
+            self._release(work, now)
+        else:
+            self._apply(work, event, now)
+        return self._save(row, work, event.event_id, position, committed)
 
     def on_timer(
         self, row: Row[T], message_id: str, now: int, position: Position | None = None,
         committed: Committed = _never,
     ) -> Step[T]:
-        """The clock reached ``now``: fire every SLA step due by then. A redelivered command
-        (``message_id`` in the outbox) sends its kept output again."""
-        lead = row.lead
-        if lead is None:
-            return Step(row, [], ())
+        """The clock reached ``now``: everything of the row due by then happens, in time order. A
+        redelivered command (``message_id`` in the outbox) sends its kept output again."""
         if any(sent.message_id == message_id for sent in row.outbox):
             return self._repeat(row, message_id)
-        fired = self.engine.fire(lead, now)
-        if not fired.records:
+        work = _Work(row.lead, row.held, self.consumes_rows)
+        self._catch_up(work, now, inclusive=True)
+        if not work.steps:
             return Step(row, [], ())
-        return self._save(row, fired.lead, fired.records, message_id, position, committed)
+        return self._save(row, work, message_id, position, committed)
+
+    def flush(self, row: Row[T], now: int) -> Step[T]:
+        """Apply every held event now (the end of a replay)."""
+        work = _Work(row.lead, row.held, self.consumes_rows)
+        self._catch_up(work, now, inclusive=True)
+        while work.held:
+            self._apply(work, work.held[0], now)
+            work.held = work.held[1:]
+        if not work.steps:
+            return Step(row, [], ())
+        return self._save(row, work, "flush", None, _never)
+
+    # -- the row's agenda: held events, SLA steps, the end of a hold ------------------------------
+    def _catch_up(self, work: _Work, now: int, inclusive: bool) -> None:
+        """Everything due before ``now`` (or at it, if ``inclusive``), in time order; at equal
+        times a held event goes first (evidence at T meets a deadline at T)."""
+        engine, window = self.engine, self.reorder_ms
+        if not work.held:  # the common case: only SLA steps
+            wake = engine.wake_at(work.lead) if work.lead is not None else None
+            if wake is not None and (wake < now or (inclusive and wake == now)):
+                self._fire(work, now, now if inclusive else now - 1)
+            return
+        while True:
+            release = work.held[0].occurred_at + window if work.held else None
+            wake = engine.wake_at(work.lead) if work.lead is not None else None
+            nxt = min(t for t in (release, wake) if t is not None) if (release, wake) != (None, None) else None
+            if nxt is None or nxt > now or (nxt == now and not inclusive):
+                return
+            if release is not None and release == nxt:
+                self._apply(work, work.held[0], now)
+                work.held = work.held[1:]
+            elif not self._fire(work, now, nxt):
+                return  # (cannot happen: wake_at and fire agree; never loop on it)
+
+    def _release(self, work: _Work, now: int) -> None:
+        """Apply the held events whose slot the clock has passed (``occurred_at`` + W <= ``now``)."""
+        window = self.reorder_ms
+        while work.held and work.held[0].occurred_at + window <= now:
+            self._apply(work, work.held[0], now)
+            work.held = work.held[1:]
+
+    def _fire(self, work: _Work, now: int, until: int) -> bool:
+        assert work.lead is not None
+        fired = self.engine.fire(work.lead, now, until)  # a copy of the lead, if anything fired
+        if fired.lead is work.lead:
+            return False
+        work.lead, work.owned = fired.lead, True
+        work.records.extend(fired.records)
+        work.steps += 1
+        return True
+
+    def _apply(self, work: _Work, event: LeadEvent, now: int) -> None:
+        outcome = self.engine.apply(work.lead, event, now, in_place=work.owned)
+        if outcome.duplicate:
+            return
+        work.lead, work.owned = outcome.lead, True
+        work.records.extend(outcome.records)
+        work.steps += 1
+        if outcome.late_ms:
+            work.late.append(outcome.late_ms)
 
     def _repeat(self, row: Row[T], message_id: str) -> Step[T]:
         sends = tuple(r for sent in row.outbox if sent.message_id == message_id for r in sent.records)
         return Step(row, [], sends, duplicate=True)
 
     def _save(
-        self, row: Row[T], lead: Lead, records: Records, message_id: str, position: Position | None,
-        committed: Committed,
+        self, row: Row[T], work: _Work, message_id: str, position: Position | None, committed: Committed,
     ) -> Step[T]:
+        records = work.records
         sends = tuple(map(self.encode, records))
         outbox = row.outbox
         if position is not None:
@@ -148,4 +216,24 @@ class Application(Generic[T]):
             if sends:
                 outbox = (*outbox, Sent(message_id, position, sends))
             outbox = outbox[-OUTBOX_CAP:]
-        return Step(Row(lead, outbox, row.version + 1), records, sends, changed=True)
+        lead, held = work.lead, work.held
+        wake = self.engine.wake_at(lead) if lead is not None else None
+        if held:
+            release = held[0].occurred_at + self.reorder_ms
+            wake = release if wake is None else min(wake, release)
+        return Step(Row(lead, outbox, row.version + 1, held, wake), records, sends, changed=True,
+                    late_ms=tuple(work.late))
+
+
+class _Work:
+    """A row being stepped: its lead (``owned``: may be changed in place), held events, output."""
+
+    __slots__ = ("lead", "held", "owned", "records", "steps", "late")
+
+    def __init__(self, lead: Lead | None, held: tuple[LeadEvent, ...], owned: bool) -> None:
+        self.lead = lead
+        self.held = held
+        self.owned = owned
+        self.records: Records = []
+        self.steps = 0
+        self.late: list[int] = []

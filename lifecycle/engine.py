@@ -14,7 +14,9 @@ from typing import Callable, NamedTuple
 from lifecycle import ids
 from lifecycle.calendar import calendar_for
 from lifecycle.events import (
+    HOLD,
     OPEN_DEAL_STAGES,
+    RESUME,
     DealStageChanged,
     EmailEngaged,
     FormFilled,
@@ -47,6 +49,7 @@ class Outcome(NamedTuple):
     lead: Lead
     records: Records
     duplicate: bool = False
+    late_ms: int = 0  # how far the event's time lies before the lead's latest applied event
 
 
 class Engine:
@@ -86,27 +89,53 @@ class Engine:
         elif not in_place:
             lead = lead.copy()
         lead.add_seen(digest)
-        if event.occurred_at > lead.last_activity_at:
+        late_ms = lead.last_activity_at - event.occurred_at  # > 0: before the lead's latest event
+        if late_ms < 0:
             lead.last_activity_at = event.occurred_at
+            late_ms = 0
         if lead.stage not in TERMINAL:  # customer and disqualified absorb every later event
             self._handlers[type(event)](lead, event, now, records)
-        return Outcome(lead, records)
+        return Outcome(lead, records, late_ms=late_ms)
 
-    def fire(self, lead: Lead, now: int) -> Outcome:
-        """Emit every SLA step (warning, breach, escalation) due by ``now``."""
+    def fire(self, lead: Lead, now: int, until: int | None = None) -> Outcome:
+        """Emit every SLA step (warning, breach, escalation) whose threshold + the lateness delay
+        is at or before ``until`` (default ``now``), stamped ``now``; end a hold whose ``until``
+        came first. Steps of SLAs on hold wait for the resume."""
         records: Records = []
-        if lead.wake_at is None or lead.wake_at > now:
+        until = now if until is None else until
+        wake = self.wake_at(lead)
+        if wake is None or wake > until:
             return Outcome(lead, records)
         lead = lead.copy()
+        if lead.hold_until is not None and lead.hold_until <= until:
+            self._resume(lead, lead.hold_until, "until", now, records)
+        delay = self.policy.for_team(lead.team).lateness.delay_ms
         slas = []
         for sla in lead.slas:
-            while sla.next_at is not None and sla.next_at <= now:
-                kind = sla.steps[sla.fired][0]
-                records.append(self._step_alert(lead, sla, kind, now))
-                sla = replace(sla, fired=sla.fired + 1)
+            if sla.held_since is None:
+                while sla.next_at is not None and sla.next_at + delay <= until:
+                    kind = sla.steps[sla.fired][0]
+                    records.append(self._step_alert(lead, sla, kind, now))
+                    sla = replace(sla, fired=sla.fired + 1)
             slas.append(sla)
         lead.slas = tuple(slas)
         return Outcome(lead, records)
+
+    def wake_at(self, lead: Lead) -> int | None:
+        """When ``fire`` has something to do for ``lead`` (a step, or the end of a hold), or None."""
+        wake = lead.hold_until
+        delay = -1
+        for sla in lead.slas:
+            if sla.held_since is not None:
+                continue
+            at = sla.next_at
+            if at is not None:
+                if delay < 0:
+                    delay = self.policy.for_team(lead.team).lateness.delay_ms
+                at += delay
+                if wake is None or at < wake:
+                    wake = at
+        return wake
 
     # -- event handlers -----------------------------------------------------------------------
     def _on_form_fill(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
@@ -122,7 +151,7 @@ class Engine:
         self, lead: Lead, event: LeadEvent, now: int, records: Records, points: int, hand_raiser: bool
     ) -> None:
         lead.score = max(0, lead.score + points)
-        self._satisfy(lead, "nurture", now, records)
+        self._satisfy(lead, "nurture", now, records, event)
         if hand_raiser:
             self._move(lead, Trigger.HAND_RAISE, event, now, records)
         elif points > 0:
@@ -130,7 +159,7 @@ class Engine:
             self._move(lead, Trigger.REACH_THRESHOLD if reached else Trigger.ENGAGE, event, now, records)
 
     def _on_touch(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
-        self._satisfy(lead, "first_touch", now, records)
+        self._satisfy(lead, "first_touch", now, records, event)
         self._move(lead, Trigger.TOUCH, event, now, records)
 
     def _on_assigned(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
@@ -141,11 +170,11 @@ class Engine:
             lead.team = _intern(event.team)
         if lead.stage is not Stage.MQL:
             return
-        self._satisfy(lead, "assignment", now, records)
+        self._satisfy(lead, "assignment", now, records, event)
         waiting = lead.sla("first_touch")
         if waiting is None or lead.owner_id != previous:
             if waiting is not None:  # a new owner restarts the clock for them
-                self._end(lead, waiting, now, records)
+                self._end(lead, waiting, now, records, event)
             self._start(lead, "first_touch", event.event_id, event.occurred_at)
         if lead.owner_id not in lead.mql_owners:
             lead.mql_owners += (lead.owner_id,)
@@ -154,7 +183,13 @@ class Engine:
 
     def _on_disposition(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
         assert isinstance(event, SalesDispositioned)
-        self._satisfy(lead, "first_touch", now, records)
+        if event.decision == HOLD:  # neither satisfies an SLA nor moves a stage
+            self._hold(lead, event, now, records)
+            return
+        if event.decision == RESUME:
+            self._resume(lead, event.occurred_at, event.event_id, now, records)
+            return
+        self._satisfy(lead, "first_touch", now, records, event)
         source = lead.stage
         moved = self._move(lead, _DISPOSITION_TRIGGER[event.decision], event, now, records, event.reason)
         if moved and event.decision in ("reject", "disqualify") and not event.reason:
@@ -164,7 +199,7 @@ class Engine:
 
     def _on_deal(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
         assert isinstance(event, DealStageChanged)
-        self._satisfy(lead, "opportunity", now, records)
+        self._satisfy(lead, "opportunity", now, records, event)
         if event.stage in OPEN_DEAL_STAGES:
             trigger = Trigger.OPEN_DEAL
         elif event.stage == "closed_won":
@@ -192,8 +227,9 @@ class Engine:
             self._transition_record(lead, source, dest, event, max(0, at - lead.stage_entered_at), reason)
         )
         for sla in lead.slas:  # every SLA belongs to the stage being left: it ends, met
-            self._end(lead, sla, now, records, remove=False)
+            self._end(lead, sla, now, records, event, remove=False)
         lead.slas = ()
+        lead.hold_since = lead.hold_until = None  # a stage change ends a hold with the old SLAs
         lead.stage = dest
         lead.stage_entered_at = at
         lead.history = (lead.history + ((dest._value_, at, event.event_type),))[-HISTORY_LENGTH:]
@@ -249,33 +285,92 @@ class Engine:
         steps.append((BREACH, due))
         if sla.escalate_after is not None:
             steps.append((ESCALATION, calendar.add(due, sla.escalate_after, sla.business)))
-        lead.slas += (OpenSla(name, instance, at, due, tuple(steps)),)
+        held = None if lead.hold_since is None else max(at, lead.hold_since)
+        lead.slas += (OpenSla(name, instance, at, due, tuple(steps), held_since=held),)
 
-    def _satisfy(self, lead: Lead, name: str, now: int, records: Records) -> None:
+    def _satisfy(self, lead: Lead, name: str, now: int, records: Records, event: LeadEvent) -> None:
         sla = lead.sla(name)
         if sla is not None:
-            self._end(lead, sla, now, records)
+            self._end(lead, sla, now, records, event)
 
-    def _end(self, lead: Lead, sla: OpenSla, now: int, records: Records, remove: bool = True) -> None:
-        """End an SLA instance, met; each alert it had fired is resolved by an ``sla_resolved``."""
-        for kind, _ in sla.steps[: sla.fired]:
-            resolved = ids.alert_id(lead.lead_id, sla.name, sla.instance, kind)
-            records.append(
-                self._alert(
-                    lead,
-                    ids.alert_id(lead.lead_id, sla.name, sla.instance, "resolved:" + kind),
-                    "sla_resolved",
-                    sla.name,
-                    None,
-                    _LEVEL[kind],
-                    sla.started_at,
-                    sla.due_at,
-                    now,
-                    resolves=resolved,
-                )
-            )
+    def _end(
+        self, lead: Lead, sla: OpenSla, now: int, records: Records, event: LeadEvent, remove: bool = True
+    ) -> None:
+        """End an SLA instance because of ``event``, judged at the event's own time (SPEC 9).
+
+        Each alert it had fired is answered: an alert whose threshold lies after the event's time
+        was false (the evidence only arrived late), so it is retracted; the others were true and
+        are resolved.
+        """
+        at = event.occurred_at
+        for kind, threshold in sla.steps[: sla.fired]:
+            fired = ids.alert_id(lead.lead_id, sla.name, sla.instance, kind)
+            if threshold > at:
+                records.append(self._alert(
+                    lead, ids.alert_id(lead.lead_id, sla.name, sla.instance, "retracted:" + kind),
+                    "sla_retracted", sla.name, "late_event", _LEVEL[kind], sla.started_at, sla.due_at,
+                    now, resolves=fired, evidence=event.event_id, overdue=False,
+                ))
+            else:
+                records.append(self._alert(
+                    lead, ids.alert_id(lead.lead_id, sla.name, sla.instance, "resolved:" + kind),
+                    "sla_resolved", sla.name, None, _LEVEL[kind], sla.started_at, sla.due_at, now,
+                    resolves=fired,
+                ))
         if remove:
             lead.slas = tuple(s for s in lead.slas if s is not sla)
+
+    # -- holds (SPEC 9) -----------------------------------------------------------------------
+    def _hold(self, lead: Lead, event: SalesDispositioned, now: int, records: Records) -> None:
+        """Pause every running SLA of the lead; a second hold only moves the end."""
+        if not lead.slas:
+            return
+        if lead.hold_since is not None:
+            lead.hold_until = event.until
+            return
+        at = event.occurred_at
+        lead.hold_since, lead.hold_until = at, event.until
+        lead.slas = tuple(replace(sla, held_since=at) for sla in lead.slas)
+        for sla in lead.slas:
+            records.append(self._alert(
+                lead, ids.alert_id(lead.lead_id, sla.name, sla.instance, "held:" + event.event_id),
+                "sla_held", sla.name, event.reason, 0, sla.started_at, sla.due_at, now, overdue=False,
+            ))
+
+    def _resume(self, lead: Lead, at: int, cause: str, now: int, records: Records) -> None:
+        """Restart the held SLAs at ``at`` with the time each threshold still had at the hold."""
+        if lead.hold_since is None:
+            return
+        team = self.policy.for_team(lead.team)
+        calendar = calendar_for(team.calendar)
+        slas = []
+        for sla in lead.slas:
+            since = sla.held_since
+            if since is None:
+                slas.append(sla)
+                continue
+            start = max(at, since)
+            business = team.slas[sla.name].business
+
+            def moved(threshold: int) -> int:
+                if threshold <= since:  # already passed before the hold: stays
+                    return threshold
+                if business:
+                    return calendar.add_working_ms(start, calendar.working_ms_between(since, threshold))
+                return start + (threshold - since)
+
+            steps = sla.steps[: sla.fired] + tuple((k, moved(t)) for k, t in sla.steps[sla.fired:])
+            due = next(t for k, t in steps if k == BREACH)
+            held = sla.held_ms + (start - since)
+            sla = replace(sla, steps=steps, due_at=due, held_since=None, held_ms=held)
+            records.append(self._alert(
+                lead, ids.alert_id(lead.lead_id, sla.name, sla.instance, f"resumed:{cause}:{since}"),
+                "sla_resumed", sla.name, None, 0, sla.started_at, due, now, overdue=False,
+                held_ms=start - since,
+            ))
+            slas.append(sla)
+        lead.slas = tuple(slas)
+        lead.hold_since = lead.hold_until = None
 
     def _step_alert(self, lead: Lead, sla: OpenSla, kind: str, now: int) -> AlertRecord:
         if kind == WARNING:
@@ -331,6 +426,9 @@ class Engine:
         *,
         resolves: str | None = None,
         stage: Stage | None = None,
+        evidence: str | None = None,
+        overdue: bool = True,
+        held_ms: int | None = None,
     ) -> AlertRecord:
         return AlertRecord(
             alert_id=alert_id,
@@ -345,6 +443,8 @@ class Engine:
             started_at=started_at,
             due_at=due_at,
             detected_at=now,
-            overdue_by_ms=max(0, now - due_at) if due_at is not None else 0,
+            overdue_by_ms=max(0, now - due_at) if overdue and due_at is not None else 0,
             resolves_alert_id=resolves,
+            evidence_event_id=evidence,
+            held_ms=held_ms,
         )

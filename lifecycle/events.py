@@ -18,7 +18,10 @@ DEAL_STAGE_CHANGE: Final = "deal_stage_change"
 
 EMAIL_ACTIONS: Final = frozenset({"delivered", "open", "click", "reply", "bounce", "unsubscribe"})
 TOUCH_CHANNELS: Final = frozenset({"call", "email", "meeting", "social", "sms"})
-DECISIONS: Final = frozenset({"accept", "qualify", "reject", "disqualify"})
+DECISIONS: Final = frozenset({"accept", "qualify", "reject", "disqualify", "hold", "resume"})
+#: Decisions that pause and restart a lead's SLA clocks without judging the lead (SPEC 9).
+HOLD: Final = "hold"
+RESUME: Final = "resume"
 OPEN_DEAL_STAGES: Final = frozenset({"created", "discovery", "proposal", "negotiation"})
 DEAL_STAGES: Final = OPEN_DEAL_STAGES | {"closed_won", "closed_lost"}
 
@@ -69,6 +72,7 @@ class SalesDispositioned(LeadEvent):
     decision: str
     reason: str | None = None
     rep_id: str | None = None
+    until: int | None = None  # ``hold`` only: when the hold ends by itself (epoch ms)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,6 +81,18 @@ class DealStageChanged(LeadEvent):
     stage: str
     deal_id: str | None = None
     amount: float | None = None
+
+
+#: Tie-break of events with the same ``occurred_at`` when a reorder window sorts them (SPEC 9).
+TYPE_ORDER: Final = {
+    FORM_FILL: 0, EMAIL_ENGAGEMENT: 1, LEAD_ASSIGNED: 2, SALES_TOUCH: 3, SALES_DISPOSITION: 4,
+    DEAL_STAGE_CHANGE: 5,
+}
+
+
+def order_key(event: LeadEvent) -> tuple[int, int, str]:
+    """The order in which held events of one lead are applied: event time, type, then id."""
+    return (event.occurred_at, TYPE_ORDER[event.event_type], event.event_id)
 
 
 EVENT_TYPES: Final[dict[str, type[LeadEvent]]] = {

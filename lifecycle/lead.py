@@ -31,8 +31,10 @@ class OpenSla:
     instance: str  # id of the event that started it; with lead and name it identifies the instance
     started_at: int
     due_at: int
-    steps: tuple[tuple[str, int], ...]  # (kind, at) in time order
+    steps: tuple[tuple[str, int], ...]  # (kind, threshold) in time order
     fired: int = 0  # steps[:fired] have fired
+    held_since: int | None = None  # paused by a hold since this event time (SPEC 9), else None
+    held_ms: int = 0  # time spent on hold by earlier, ended holds
 
     @property
     def next_at(self) -> int | None:
@@ -60,6 +62,8 @@ class Lead:
         "history",
         "seen",
         "seen_older",
+        "hold_since",
+        "hold_until",
     )
 
     def __init__(
@@ -77,6 +81,8 @@ class Lead:
         history: tuple[tuple[str, int, str], ...] = (),
         seen: bytes = b"",
         seen_older: tuple[frozenset[int], ...] = (),
+        hold_since: int | None = None,
+        hold_until: int | None = None,
     ) -> None:
         self.lead_id = lead_id
         self.stage = stage
@@ -95,6 +101,8 @@ class Lead:
         # lead never share a mutable set.
         self.seen = seen
         self.seen_older = seen_older
+        self.hold_since = hold_since  # on hold since this event time (SPEC 9), else None
+        self.hold_until = hold_until  # the hold ends by itself then, else None (until a resume)
 
     def copy(self) -> Lead:
         # Every field holds an immutable value, so a shallow copy is a full one.
@@ -112,6 +120,8 @@ class Lead:
         clone.history = self.history
         clone.seen = self.seen
         clone.seen_older = self.seen_older
+        clone.hold_since = self.hold_since
+        clone.hold_until = self.hold_until
         return clone
 
     def has_seen(self, digest: bytes) -> bool:
@@ -146,16 +156,6 @@ class Lead:
                 return sla
         return None
 
-    @property
-    def wake_at(self) -> int | None:
-        """When this lead's next SLA step is due, or None with nothing pending."""
-        wake = None
-        for sla in self.slas:
-            at = sla.next_at
-            if at is not None and (wake is None or at < wake):
-                wake = at
-        return wake
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Lead):
             return NotImplemented
@@ -184,11 +184,13 @@ class Lead:
             "stage_entered_at": self.stage_entered_at,
             "last_activity_at": self.last_activity_at,
             "slas": [
-                [s.name, s.instance, s.started_at, s.due_at, [list(step) for step in s.steps], s.fired]
+                [s.name, s.instance, s.started_at, s.due_at, [list(step) for step in s.steps], s.fired,
+                 s.held_since, s.held_ms]
                 for s in self.slas
             ],
             "mql_owners": list(self.mql_owners),
             "history": [list(h) for h in self.history],
+            "hold": [self.hold_since, self.hold_until] if self.hold_since is not None else None,
             "seen": (b"".join(d.to_bytes(8, "big") for level in self.seen_older for d in sorted(level)) + self.seen).hex(),
         }
 
@@ -204,12 +206,15 @@ class Lead:
             stage_entered_at=state["stage_entered_at"],
             last_activity_at=state["last_activity_at"],
             slas=tuple(
-                OpenSla(name, instance, started, due, tuple((k, at) for k, at in steps), fired)
-                for name, instance, started, due, steps, fired in state["slas"]
+                OpenSla(name, instance, started, due, tuple((k, at) for k, at in steps), fired, *held)
+                for name, instance, started, due, steps, fired, *held in state["slas"]
             ),
             mql_owners=tuple(state["mql_owners"]),
             history=tuple((h[0], h[1], h[2]) for h in state["history"]),
         )
+        hold = state.get("hold")  # absent in rows written before holds existed
+        if hold is not None:
+            lead.hold_since, lead.hold_until = hold
         blob = bytes.fromhex(state["seen"])
         keep = len(blob) % (8 * RECENT_SEEN)
         if len(blob) > keep:

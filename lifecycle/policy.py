@@ -110,11 +110,30 @@ DEFAULT_SLAS: Final = frozen_map(
 
 
 @dataclass(frozen=True, slots=True)
+class Lateness:
+    """How long the clock waits for late evidence (SPEC 9); calendar time, in milliseconds.
+
+    ``grace``: a timer alert whose threshold is T fires at T + grace unless evidence from before T
+    arrived. ``reorder``: a lead's events are held until the clock passes their time + reorder and
+    applied in event-time order. Timer alerts wait for the larger of the two.
+    """
+
+    grace_ms: int = 0
+    reorder_ms: int = 0
+
+    @property
+    def delay_ms(self) -> int:
+        return max(self.grace_ms, self.reorder_ms)
+
+
+@dataclass(frozen=True, slots=True)
 class TeamPolicy:
-    """What a team works by: its calendar and its SLAs (the defaults with the team's overrides)."""
+    """What a team works by: its calendar, its SLAs and its lateness (the defaults with the team's
+    overrides)."""
 
     calendar: CalendarPolicy
     slas: Mapping[str, SlaPolicy]
+    lateness: Lateness = Lateness()
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +143,12 @@ class Policy:
     slas: Mapping[str, SlaPolicy] = field(default_factory=lambda: DEFAULT_SLAS)
     teams: Mapping[str, TeamPolicy] = field(default_factory=lambda: frozen_map({}))
     source: str = "<built-in defaults>"
+    lateness: Lateness = Lateness()
     #: What a team without its own section works by; built once, ``for_team`` runs per event.
     default_team: TeamPolicy = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "default_team", TeamPolicy(self.calendar, self.slas))
+        object.__setattr__(self, "default_team", TeamPolicy(self.calendar, self.slas, self.lateness))
 
     def for_team(self, team: str | None) -> TeamPolicy:
         """The team's policy; an unknown or missing team works by the top-level calendar and SLAs."""

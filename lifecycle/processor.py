@@ -33,6 +33,8 @@ class Tally:
     transitions: int = 0
     alerts: Counter = field(default_factory=Counter)
     dlq_errors: Counter = field(default_factory=Counter)
+    late: int = 0  # events applied with a time before their lead's latest applied event
+    max_late_ms: int = 0  # the largest such lateness
 
 
 class Processor:
@@ -65,7 +67,7 @@ class Processor:
             self.tally.duplicates += 1
         else:
             self.tally.applied += 1
-            self._keep(step)
+            self._keep(event.lead_id, step)
             records.extend(step.records)
         return records
 
@@ -82,18 +84,37 @@ class Processor:
             now = due if self.clock is None else max(due, self.clock)
             self.clock = now
             step = self.app.on_timer(self.rows[lead_id], f"timer:{lead_id}:{due}", now)
-            self._keep(step)
+            self._keep(lead_id, step)
             records.extend(step.records)
         if self.clock is None or until > self.clock:
             self.clock = until
         return records
 
-    def _keep(self, step: Step) -> None:
+    def finish(self, until: int | None = None) -> Records:
+        """The end of the input: move the clock to ``until`` (default: where it is), then apply
+        every event still held by a reorder window, lead by lead in order of first appearance."""
+        final = until if until is not None else self.clock
+        if final is None:
+            return []
+        records = self.advance(final, inclusive=True)
+        flushed = False
+        for lead_id, row in list(self.rows.items()):
+            if row.held:
+                step = self.app.flush(row, max(final, self.clock or final))
+                self._keep(lead_id, step)
+                records.extend(step.records)
+                flushed = True
+        if flushed:  # what the flushed events started may be due by now too
+            records.extend(self.advance(final, inclusive=True))
+        return records
+
+    def _keep(self, lead_id: str, step: Step) -> None:
         row = step.row
-        lead = row.lead
-        assert lead is not None
-        self.rows[lead.lead_id] = row
-        self.timers.set(lead.lead_id, row.wake_at)
+        self.rows[lead_id] = row
+        self.timers.set(lead_id, row.wake_at)
+        if step.late_ms:
+            self.tally.late += len(step.late_ms)
+            self.tally.max_late_ms = max(self.tally.max_late_ms, *step.late_ms)
         for record in step.records:
             if type(record) is LifecycleRecord:
                 self.tally.transitions += 1

@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-ALERT_TYPES: Final = ("sla_warning", "follow_up_overdue", "handoff_broken", "sla_resolved")
+ALERT_TYPES: Final = (
+    "sla_warning", "follow_up_overdue", "handoff_broken", "sla_resolved", "sla_retracted", "sla_held",
+    "sla_resumed",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +51,9 @@ class AlertRecord:
     due_at: int | None
     detected_at: int
     overdue_by_ms: int
-    resolves_alert_id: str | None = None  # set on ``sla_resolved`` only
+    resolves_alert_id: str | None = None  # the alert an ``sla_resolved`` / ``sla_retracted`` ends
+    evidence_event_id: str | None = None  # ``sla_retracted``: the late event that proves it false
+    held_ms: int | None = None  # ``sla_resumed``: how long the hold paused the SLA
 
 
 @dataclass(frozen=True, slots=True)

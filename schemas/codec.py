@@ -13,6 +13,7 @@ fields are ignored, so producers may add fields before consumers know them.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -33,6 +34,7 @@ from lifecycle.errors import EventError
 from lifecycle.events import (
     DEAL_STAGES,
     DECISIONS,
+    HOLD,
     EMAIL_ACTIONS,
     EVENT_TYPES,
     TOUCH_CHANNELS,
@@ -207,7 +209,21 @@ def _event(obj: object, occurred_at_of: Callable[[object], int]) -> LeadEvent:
     source = obj.get("source")
     if source is not None and type(source) is not str:
         raise EventError(INVALID_FIELD, f"source: expected a string or null, got {_shown(source)}")
-    return builder(obj, event_id, lead_id, occurred_at, source)
+    event = builder(obj, event_id, lead_id, occurred_at, source)
+    if type(event) is SalesDispositioned and obj.get("until") is not None:
+        event = _with_until(event, obj["until"], occurred_at_of)
+    return event
+
+
+def _with_until(event: SalesDispositioned, value: object, time_of: Callable[[object], int]) -> LeadEvent:
+    """A hold's ``until``, read like ``occurred_at`` (RFC 3339 in JSON, timestamp-millis in Avro)."""
+    if event.decision != HOLD:
+        raise EventError(INVALID_FIELD, f"until: only a hold has an end, not {event.decision!r}")
+    try:
+        until = time_of(value)
+    except EventError as error:
+        raise EventError(error.code, "until" + error.detail.removeprefix("occurred_at")) from None
+    return dataclasses.replace(event, until=until)
 
 
 # --- JSON --------------------------------------------------------------------------------------------

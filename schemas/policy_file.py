@@ -26,6 +26,7 @@ from lifecycle.policy import (
     WEEKDAYS,
     CalendarPolicy,
     Duration,
+    Lateness,
     Policy,
     Scoring,
     SlaPolicy,
@@ -44,11 +45,12 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _TOML_ERROR_AT = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 _TOML_ERROR_AT_END = re.compile(r"\s*\(at end of document\)$")
 
-_TOP_KEYS: Final = ("scoring", "calendar", "sla", "teams")
+_TOP_KEYS: Final = ("scoring", "calendar", "sla", "teams", "lateness")
+_LATENESS_KEYS: Final = ("grace", "reorder")
 _SCORING_KEYS: Final = ("mql_threshold", "hand_raisers", "points")
 _CALENDAR_KEYS: Final = ("timezone", "workdays", "day_start", "day_end", "holidays")
 _SLA_KEYS: Final = ("within", "business", "warn_at", "escalate_after")
-_TEAM_KEYS: Final = ("calendar", "sla")
+_TEAM_KEYS: Final = ("calendar", "sla", "lateness")
 _POINTS_EVENT_TYPES: Final = (FORM_FILL, EMAIL_ENGAGEMENT)
 
 _Path = tuple[str, ...]
@@ -125,6 +127,7 @@ class _PolicyReader:
         scoring = self.scoring(data.get("scoring", {}), ("scoring",))
         calendar = self.calendar(CalendarPolicy(), data.get("calendar", {}), ("calendar",))
         slas = self.slas(DEFAULT_SLAS, data.get("sla", {}), ("sla",))
+        lateness = self.lateness(Lateness(), data.get("lateness", {}), ("lateness",), _LATENESS_KEYS)
         teams: dict[str, TeamPolicy] = {}
         for team, section in self.table(data.get("teams", {}), ("teams",)).items():
             path = ("teams", team)
@@ -132,8 +135,22 @@ class _PolicyReader:
             teams[team] = TeamPolicy(
                 self.calendar(calendar, section.get("calendar", {}), (*path, "calendar")),
                 self.slas(slas, section.get("sla", {}), (*path, "sla")),
+                # a lead's events are held before its team is known: reorder is deployment-wide
+                self.lateness(lateness, section.get("lateness", {}), (*path, "lateness"), ("grace",)),
             )
-        return Policy(scoring, calendar, slas, frozen_map(teams), source=self.file)
+        return Policy(scoring, calendar, slas, frozen_map(teams), source=self.file, lateness=lateness)
+
+    def lateness(self, base: Lateness, section: Any, path: _Path, keys: tuple[str, ...]) -> Lateness:
+        changes = {f"{key}_ms": self.calendar_ms(value, (*path, key))
+                   for key, value in self.table(section, path, keys).items()}
+        return dataclasses.replace(base, **changes)
+
+    def calendar_ms(self, value: Any, path: _Path) -> int:
+        """A calendar duration that may be zero (``"0s"``), in milliseconds."""
+        if isinstance(value, str) and _DURATION.fullmatch(value) and float(_DURATION.fullmatch(value).group(1)) == 0:
+            return 0
+        duration = self.duration(value, path)
+        return round(duration.amount * DURATION_UNITS_MS[duration.unit])
 
     def table(self, value: Any, path: _Path, keys: tuple[str, ...] | None = None) -> dict:
         if not isinstance(value, dict):

@@ -94,6 +94,8 @@ def _alert_wire(r: AlertRecord) -> dict[str, Any]:
         "detected_at": format_time(r.detected_at),
         "overdue_by_ms": r.overdue_by_ms,
         "resolves_alert_id": r.resolves_alert_id,
+        "evidence_event_id": r.evidence_event_id,
+        "held_ms": r.held_ms,
     }
 
 
@@ -129,7 +131,8 @@ def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
 def alert_from_wire(values: dict[str, Any]) -> AlertRecord:
     """The inverse of ``schemas.wire.wire_dict`` for an alert."""
     out = _from_wire(values)
-    out.setdefault("resolves_alert_id", None)
+    for optional in ("resolves_alert_id", "evidence_event_id", "held_ms"):  # absent in older records
+        out.setdefault(optional, None)
     return AlertRecord(**{k: out[k] for k in AlertRecord.__slots__})
 
 

@@ -196,14 +196,16 @@ class LeadflowApp:
         done = committed_offset(self.app.consumer, position.topic, position.partition)
         return done is not None and done > position.offset
 
-    async def _save_and_send(self, step: Step, message: Any) -> None:
+    async def _save_and_send(self, lead_id: str, step: Step, message: Any) -> None:
         """Save the step's row (if it changed) and send what the step says, in that order."""
+        if step.late_ms:
+            for late in step.late_ms:
+                self.metrics.late_events.inc()
+                self.metrics.lateness_of_events.observe(late / 1000)
         if step.changed:
             row = step.row
-            lead = row.lead
-            assert lead is not None
-            self.table[lead.lead_id] = rows.encode(row)
-            self._schedule(message.partition, lead.lead_id, row.wake_at)
+            self.table[lead_id] = rows.encode(row)
+            self._schedule(message.partition, lead_id, row.wake_at)
             for record in step.records:
                 if isinstance(record, LifecycleRecord):
                     self.metrics.transitions.labels(record.to_stage).inc()
@@ -212,8 +214,7 @@ class LeadflowApp:
         elif step.sends:
             self.metrics.reemitted.inc(len(step.sends))
         if step.sends:
-            assert step.row.lead is not None
-            await self._send(step.row.lead.lead_id, step.sends)
+            await self._send(lead_id, step.sends)
 
     async def _send(self, lead_id: str, sends: Iterable[tuple[str, str]]) -> None:
         producer = self.app.producer
@@ -270,7 +271,7 @@ class LeadflowApp:
         step = self.application.on_event(self.load(event.lead_id), event, now_ms(), position, self.committed)
         if step.duplicate:
             self.metrics.duplicates.inc()
-        await self._save_and_send(step, message)
+        await self._save_and_send(event.lead_id, step, message)
 
     async def _on_timer_command(self, message: Any) -> None:
         try:
@@ -288,11 +289,11 @@ class LeadflowApp:
         now = now_ms()
         position = Position(message.topic, p, message.offset)
         step = self.application.on_timer(row, command_id, now, position, self.committed)
-        if step.records:
+        if step.changed:
             self.metrics.lateness.observe(max(0, now - due) / 1000)
-        elif row.lead is not None:  # fired already (a redelivery) or rescheduled meanwhile
+        else:  # done already (a redelivery) or rescheduled meanwhile
             self._schedule(p, lead_id, row.wake_at)
-        await self._save_and_send(step, message)
+        await self._save_and_send(lead_id, step, message)
 
     async def tick(self) -> None:
         """Send a command for every lead whose deadline passed; resend commands that got lost."""
@@ -373,13 +374,17 @@ class LeadflowApp:
             "created_at": format_time(lead.created_at),
             "stage_entered_at": format_time(lead.stage_entered_at),
             "last_activity_at": format_time(lead.last_activity_at),
-            "next_wake_at": format_time(lead.wake_at) if lead.wake_at is not None else None,
+            "next_wake_at": format_time(row.wake_at) if row.wake_at is not None else None,
+            "held_events": len(row.held),
+            "on_hold_until": (format_time(lead.hold_until) if lead.hold_until is not None
+                              else "resume" if lead.hold_since is not None else None),
             "open_slas": [
                 {
                     "sla": s.name,
                     "started_at": format_time(s.started_at),
                     "due_at": format_time(s.due_at),
                     "breached": s.breached,
+                    "on_hold": s.held_since is not None,
                     "steps": [{"kind": kind, "at": format_time(at), "fired": i < s.fired}
                               for i, (kind, at) in enumerate(s.steps)],
                 }

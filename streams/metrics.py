@@ -64,6 +64,13 @@ class Metrics:
         self.lateness = Histogram("leadflow_timer_lateness_seconds",
                                   "Wall-clock delay between an SLA step's due time and its alert",
                                   buckets=LATENESS_BUCKETS, registry=r)
+        # prometheus_client adds "_total" to a counter's name: leadflow_late_events_total
+        self.late_events = Counter("leadflow_late_events",
+                                   "Events whose time lies before their lead's latest applied event",
+                                   registry=r)
+        self.lateness_of_events = Histogram(
+            "leadflow_event_lateness_seconds", "How far a late event's time lies before its lead's latest",
+            buckets=(1, 10, 60, 600, 3600, 6 * 3600, 86400, 7 * 86400), registry=r)
         self.timers_pending = Gauge("leadflow_timers_pending", "SLA steps scheduled on this worker",
                                     registry=r)
         self.partitions = Gauge("leadflow_partitions_assigned", "Active lead partitions on this worker",

@@ -1,9 +1,11 @@
-"""The lead table's row as bytes: ``{"v", "wake", "lead", "outbox"}`` in JSON (orjson).
+"""The lead table's row as bytes: ``{"v", "wake", "lead", "outbox", "held"}`` in JSON (orjson).
 
 ``v`` is the row's version (``Row.version``), ``wake`` its next wake-up (read alone when timers are
-rebuilt after a recovery), ``lead`` the lead's state (``Lead.to_state``), ``outbox`` the kept output
-of recent messages: ``[message_id, topic, partition, offset, [[kind, wire_json], ...]]``. Rows
-written before versions existed read as version 0.
+rebuilt after a recovery), ``lead`` the lead's state (``Lead.to_state``; null while its first event
+is still held), ``outbox`` the kept output of recent messages:
+``[message_id, topic, partition, offset, [[kind, wire_json], ...]]``, ``held`` the events waiting
+for the reorder window (their fields, with ``event_type``). Rows written before versions or holds
+existed read as version 0 with nothing held.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ from typing import Any, Final
 
 import orjson
 
+import dataclasses
+
 from lifecycle.application import Position, Row, Sent
+from lifecycle.events import EVENT_TYPES, LeadEvent
 from lifecycle.lead import Lead
 from lifecycle.records import LifecycleRecord
 from schemas import codec
@@ -29,14 +34,27 @@ def encode_record(record: Any) -> Kept:
     return (LIFECYCLE if type(record) is LifecycleRecord else ALERT, codec.encode_json(record).decode())
 
 
+def _event_doc(event: LeadEvent) -> dict[str, Any]:
+    doc = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
+    doc["event_type"] = event.event_type
+    return doc
+
+
+def _event(doc: dict[str, Any]) -> LeadEvent:
+    fields = dict(doc)
+    return EVENT_TYPES[fields.pop("event_type")](**fields)
+
+
 def encode(row: Row) -> bytes:
-    assert row.lead is not None
-    return orjson.dumps({
+    doc: dict[str, Any] = {
         "v": row.version,
         "wake": row.wake_at,
-        "lead": row.lead.to_state(),
+        "lead": row.lead.to_state() if row.lead is not None else None,
         "outbox": [[s.message_id, *s.position, [list(kept) for kept in s.records]] for s in row.outbox],
-    })
+    }
+    if row.held:
+        doc["held"] = [_event_doc(event) for event in row.held]
+    return orjson.dumps(doc)
 
 
 def decode(raw: bytes) -> Row:
@@ -45,7 +63,9 @@ def decode(raw: bytes) -> Row:
         Sent(message_id, Position(topic, partition, offset), tuple((kind, payload) for kind, payload in kept))
         for message_id, topic, partition, offset, kept in doc["outbox"]
     )
-    return Row(Lead.from_state(doc["lead"]), outbox, doc.get("v", 0))
+    lead = Lead.from_state(doc["lead"]) if doc["lead"] is not None else None
+    held = tuple(_event(event) for event in doc.get("held", ()))
+    return Row(lead, outbox, doc.get("v", 0), held, doc.get("wake"))
 
 
 def version_of(raw: bytes | None) -> int:

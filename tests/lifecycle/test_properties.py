@@ -102,7 +102,8 @@ def test_a_restart_from_saved_state_changes_no_output(stream, cut):
     second = Processor(Engine(Policy()))
     second.clock = first.clock
     for lead_id, state in saved.items():
-        row = Row(Lead.from_state(state))
+        lead = Lead.from_state(state)
+        row = Row(lead, wake_at=second.engine.wake_at(lead))
         second.rows[lead_id] = row
         second.timers.set(lead_id, row.wake_at)
     for event in stream[cut:]:
