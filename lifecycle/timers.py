@@ -26,10 +26,6 @@ class TimerSet:
     def __contains__(self, lead_id: object) -> bool:
         return lead_id in self._live
 
-    def due_of(self, lead_id: str) -> int | None:
-        entry = self._live.get(lead_id)
-        return entry[0] if entry is not None else None
-
     def set(self, lead_id: str, due: int | None) -> None:
         """Schedule the lead's wake-up at ``due`` (epoch ms), replacing any earlier one; None cancels."""
         current = self._live.get(lead_id)

@@ -116,7 +116,6 @@ class LeadflowApp:
     table: LeadTable
     topics: Topics
     application: Application
-    embedded: bool
     metrics: Metrics = field(default_factory=Metrics)
     #: wire format of the output records (``LEADFLOW_FORMAT``)
     output: Output = field(default_factory=JsonOutput)
@@ -445,7 +444,7 @@ def build_app(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
         key_type=str, value_type=bytes, help="Lead state and outbox by lead_id",
     ))
-    lf = LeadflowApp(app=app, table=table, topics=topics, embedded=embedded,
+    lf = LeadflowApp(app=app, table=table, topics=topics,
                      application=Application(Engine(policy), rows.encode_record, consumes_rows=True),
                      lookup=codec.bundled_schemas())
     table.owner = lf

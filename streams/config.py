@@ -51,7 +51,6 @@ from lifecycle.errors import ConfigError
 from streams.settings import parse_bootstrap
 from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics
 
-PREFIX = "LEADFLOW_"
 ENV_CONFIG = "LEADFLOW_CONFIG"
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

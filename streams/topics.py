@@ -50,11 +50,6 @@ def changelog_topics(app_id: str, tables: Iterable[str]) -> tuple[str, ...]:
     return tuple(changelog_topic(app_id, t) for t in tables)
 
 
-def leader_topic(app_id: str) -> str:
-    """faust's assignor leader topic (not created when ``topic_disable_leader=True``)."""
-    return f"{app_id}-__assignor-__leader"
-
-
 @dataclass(frozen=True)
 class Topics:
     """Every topic name of one leadflow deployment; one frozen, validated settings object.
@@ -105,7 +100,8 @@ class Topics:
 
     @property
     def timer_commands(self) -> str:
-        """Commands to the partition owning a lead's timers (schedule / cancel / fire)."""
+        """Step-this-lead-now commands (``{lead_id, due, id}``), sent by the partition's owner when a
+        row's wake-up time passes and applied in order with the lead's events."""
         return f"{self.app_id}.timer-commands"
 
     # -- groups --------------------------------------------------------------------------------
