@@ -20,6 +20,7 @@ import os
 import sys
 from typing import Any
 
+from lifecycle.errors import StoreFailure
 from lifecycle.policy import Policy
 from streams.app import TABLE, build_app
 from leadflow.broker import resolve_broker
@@ -67,6 +68,7 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
                        web_port=web_port, data_dir=data_dir, web_host=settings.web_host,
                        **(faust_kwargs(settings) if remote else {}))
+        lf.store_retry_seconds = settings.store_retry_seconds
         if settings.schema_registry_url:  # Avro inputs: ids from the registry (cached); unknown -> DLQ
             from schemas.registry import RegistryClient
 
@@ -95,6 +97,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         try:
             worker.execute_from_commandline()
         except SystemExit as done:
+            if lf.fatal is not None:  # one line on stderr, exit status 1
+                raise StoreFailure(lf.fatal) from None
             if done.code not in (None, 0):
                 raise
         finally:

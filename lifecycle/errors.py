@@ -33,5 +33,15 @@ class EventError(LeadflowError):
         super().__init__(f"{code}: {detail}")
 
 
+class StoreFailure(LeadflowError):
+    """A store failed (state store, changelog or output topic: disk full, broker down): not the
+    record's fault, so progress stops and the message is retried, never dead-lettered."""
+
+
+class RecordTooLarge(LeadflowError):
+    """A record or a lead's row cannot be written whatever we retry (over a size limit): the
+    record's fault, so its event is dead-lettered as ``processing_failed``."""
+
+
 class ConfigError(LeadflowError):
     """Bad command-line or environment configuration (exit status 2)."""

@@ -62,6 +62,15 @@ INVALID_TIMESTAMP: Final = "invalid_timestamp"
 INVALID_VALUE: Final = "invalid_value"
 UNKNOWN_SCHEMA_ID: Final = "unknown_schema_id"
 INVALID_AVRO: Final = "invalid_avro"
+MESSAGE_TOO_LARGE: Final = "message_too_large"
+FIELD_TOO_LONG: Final = "field_too_long"
+#: Size limits of an input event (docs/events.md). Anything larger is dead-lettered, so one message
+#: can never make a lead's row, an output record or a dead letter too big for the broker.
+MAX_MESSAGE_BYTES: Final = 64 * 1024
+MAX_ID_CHARS: Final = 256  # event_id, lead_id: they recur in every output record and the row
+MAX_TEXT_CHARS: Final = 1024  # every other string field
+#: A dead letter of an oversized message keeps this many of its first bytes.
+DLQ_ORIGINAL_BYTES: Final = 4096
 
 ERROR_CODES: Final[Mapping[str, str]] = {
     EMPTY_MESSAGE: "the message value is empty (zero bytes, or a tombstone)",
@@ -75,6 +84,8 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     INVALID_VALUE: "a value outside its enum: email action, touch channel, disposition decision, deal stage",
     UNKNOWN_SCHEMA_ID: "the Avro schema id is not known to the schema lookup",
     INVALID_AVRO: "bad magic byte, frame under 5 bytes, or a body that does not decode (truncated, trailing bytes, time out of range)",
+    MESSAGE_TOO_LARGE: f"the message is over {MAX_MESSAGE_BYTES} bytes; its dead letter keeps the first {DLQ_ORIGINAL_BYTES} bytes and the size",
+    FIELD_TOO_LONG: f"event_id or lead_id over {MAX_ID_CHARS} characters, or another string over {MAX_TEXT_CHARS}",
 }
 """Every code an ``EventError`` from this module can carry, with its meaning. Codes never change."""
 
@@ -92,16 +103,26 @@ def _shown(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _too_long(name: str, value: str, limit: int) -> EventError:
+    return EventError(FIELD_TOO_LONG, f"{name}: {len(value)} characters, over the limit of {limit}")
+
+
 def _required(obj: dict[str, Any], name: str) -> str:
     value = obj.get(name)
     if type(value) is str and value:
+        if len(value) > MAX_TEXT_CHARS:
+            raise _too_long(name, value, MAX_TEXT_CHARS)
         return value
     raise _absent_or_wrong(name, value, "a non-empty string")
 
 
 def _optional(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
-    if value is None or type(value) is str:
+    if value is None:
+        return value
+    if type(value) is str:
+        if len(value) > MAX_TEXT_CHARS:
+            raise _too_long(name, value, MAX_TEXT_CHARS)
         return value
     raise EventError(INVALID_FIELD, f"{name}: expected a string or null, got {_shown(value)}")
 
@@ -205,9 +226,14 @@ def _event(obj: object, occurred_at_of: Callable[[object], int]) -> LeadEvent:
     lead_id = obj.get("lead_id")
     if type(lead_id) is not str or not lead_id:
         raise _absent_or_wrong("lead_id", lead_id, "a non-empty string")
+    if len(event_id) > MAX_ID_CHARS or len(lead_id) > MAX_ID_CHARS:
+        name, value = ("event_id", event_id) if len(event_id) > MAX_ID_CHARS else ("lead_id", lead_id)
+        raise _too_long(name, value, MAX_ID_CHARS)
     occurred_at = occurred_at_of(obj.get("occurred_at"))
     source = obj.get("source")
-    if source is not None and type(source) is not str:
+    if source is not None and (type(source) is not str or len(source) > MAX_TEXT_CHARS):
+        if type(source) is str:
+            raise _too_long("source", source, MAX_TEXT_CHARS)
         raise EventError(INVALID_FIELD, f"source: expected a string or null, got {_shown(source)}")
     event = builder(obj, event_id, lead_id, occurred_at, source)
     if type(event) is SalesDispositioned and obj.get("until") is not None:
@@ -267,8 +293,14 @@ def json_document(value: bytes | None) -> Any:
         raise EventError(INVALID_JSON, str(exc)) from None
 
 
+def _check_size(value: bytes | None) -> None:
+    if value is not None and len(value) > MAX_MESSAGE_BYTES:
+        raise EventError(MESSAGE_TOO_LARGE, f"{len(value)} bytes, over the limit of {MAX_MESSAGE_BYTES}")
+
+
 def decode_json(value: bytes) -> LeadEvent:
     """One JSON message -> a validated event; ``EventError`` with a code of ``ERROR_CODES`` otherwise."""
+    _check_size(value)
     return _event(json_document(value), _json_occurred_at)
 
 
@@ -398,6 +430,7 @@ def read_avro(value: bytes, lookup: SchemaLookup) -> Any:
 
 def decode_avro(value: bytes, lookup: SchemaLookup) -> LeadEvent:
     """One Confluent-framed Avro message -> a validated event, under the same rules as JSON."""
+    _check_size(value)
     return _event(read_avro(value, lookup), _avro_occurred_at)
 
 
@@ -417,6 +450,7 @@ def read_message(value: bytes | None, lookup: SchemaLookup | None = None) -> tup
 
 def decode(value: bytes | None, lookup: SchemaLookup | None = None) -> LeadEvent:
     """Any input message: Confluent-framed Avro (first byte 0) when a lookup is given, else JSON."""
+    _check_size(value)
     document, is_avro = read_message(value, lookup)
     return _event(document, _avro_occurred_at if is_avro else _json_occurred_at)
 
@@ -554,13 +588,27 @@ def dlq_record(
     partition: int | None,
     offset: int | None,
 ) -> DlqRecord:
-    """The dead letter for a message that failed to decode: the original bytes, where they came from, why."""
+    """The dead letter for a message that failed to decode: the original bytes, where they came from, why.
+
+    A message too large to be carried whole (so its dead letter could be refused by the broker) is
+    cut down to its first ``DLQ_ORIGINAL_BYTES`` with code ``message_too_large`` and its size; so
+    is a key of that size.
+    """
+    original = b"" if value is None else bytes(value)
+    code, detail = error.code, error.detail
+    if len(original) > MAX_MESSAGE_BYTES or (key is not None and len(key) > MAX_MESSAGE_BYTES):
+        if code != MESSAGE_TOO_LARGE:
+            detail = f"{len(original)} bytes (key {len(key or b'')} bytes): {code}: {detail}"
+        code = MESSAGE_TOO_LARGE
+        original = original[:DLQ_ORIGINAL_BYTES]
+        if key is not None:
+            key = key[:DLQ_ORIGINAL_BYTES]
     return DlqRecord(
-        error=error.code,
-        detail=error.detail,
+        error=code,
+        detail=detail,
         source_topic=topic,
         source_partition=partition,
         source_offset=offset,
         key=None if key is None else bytes(key),
-        original=b"" if value is None else bytes(value),
+        original=original,
     )

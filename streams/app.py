@@ -27,6 +27,7 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
@@ -41,7 +42,7 @@ from kafka.partitioner.default import murmur2
 
 from lifecycle.application import Application, Position, Row, Step
 from lifecycle.engine import Engine
-from lifecycle.errors import EventError
+from lifecycle.errors import EventError, RecordTooLarge, StoreFailure
 from lifecycle.events import LeadEvent
 from lifecycle.policy import Policy
 from lifecycle.records import LifecycleRecord
@@ -60,6 +61,14 @@ log = logging.getLogger("leadflow.worker")
 TABLE = "leads"
 #: Timer tick, seconds: due deadlines are turned into commands this often.
 TIMER_TICK = 0.1
+#: A lead's row larger than this is not written (the broker's default message limit is 1 MiB): its
+#: event is dead-lettered instead. Input limits (``schemas.codec``) keep real rows far below it.
+MAX_ROW_BYTES = 900 * 1024
+#: Waits between retries of a message whose store failed (seconds), growing to the last.
+STORE_RETRY = (0.5, 1.0, 2.0, 5.0)
+#: How long a store may fail before the worker stops (a RocksDB store that hit a full disk stays
+#: read-only until it is reopened, so a restart is what brings it back): ``LEADFLOW_STORE_RETRY_SECONDS``.
+STORE_RETRY_SECONDS = 60.0
 #: A timer command not seen back within this long is sent again (it is idempotent).
 INFLIGHT_RESEND_MS = 10_000
 #: A partition with a backlog that hands the agent nothing for this long is re-read from its
@@ -127,6 +136,11 @@ class LeadflowApp:
     scanned: set[int] = field(default_factory=set)
     recovered: bool = False
     lookup: Any = None
+    #: why the last message could not be stored (``StoreFailure``), while it is being retried
+    store_failure: str | None = None
+    store_retry_seconds: float = STORE_RETRY_SECONDS
+    #: why the worker stopped itself, if it did
+    fatal: str | None = None
     #: source partition -> (committed offset last seen, monotonic time it was first seen)
     progress: dict[TP, tuple[int, float]] = field(default_factory=dict)
 
@@ -203,7 +217,13 @@ class LeadflowApp:
                 self.metrics.lateness_of_events.observe(late / 1000)
         if step.changed:
             row = step.row
-            self.table[lead_id] = rows.encode(row)
+            encoded = rows.encode(row)
+            if len(encoded) > MAX_ROW_BYTES:
+                raise RecordTooLarge(f"row of {lead_id[:64]!r} would be {len(encoded)} bytes")
+            try:
+                self.table[lead_id] = encoded
+            except Exception as exc:  # noqa: BLE001 - whatever the store raised: the store's fault
+                raise StoreFailure(f"state store: {exc}") from exc
             self._schedule(message.partition, lead_id, row.wake_at)
             for record in step.records:
                 if isinstance(record, LifecycleRecord):
@@ -224,7 +244,16 @@ class LeadflowApp:
                 topic, value = self.topics.lifecycle, output.lifecycle(payload)
             else:
                 topic, value = self.topics.alerts, output.alert(payload)
-            await producer.send(topic, key, value, None, None, None)
+            await self._produce(topic, key, value)
+
+    async def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+        """Hand one message to the producer; a failure there is the broker's (``StoreFailure``)."""
+        if len(value) > MAX_ROW_BYTES:
+            raise RecordTooLarge(f"a {len(value)}-byte record for {topic}")
+        try:
+            await self.app.producer.send(topic, key, value, partition, None, None)
+        except Exception as exc:  # noqa: BLE001
+            raise StoreFailure(f"producer ({topic}): {exc}") from exc
 
     def _schedule(self, partition: int, lead_id: str, wake: int | None) -> None:
         timers = self.timers.get(partition)
@@ -252,7 +281,7 @@ class LeadflowApp:
         p = self.partition_for(lead_id)
         key = lead_id.encode()
         if topic != self.topics.events_by_lead and (message.partition != p or message.key != key):
-            await self.app.producer.send(self.topics.events_by_lead, key, value, p, None, None)
+            await self._produce(self.topics.events_by_lead, key, value, p)
             self.metrics.forwarded.inc()
             return
         await self._on_event(event, message)
@@ -260,9 +289,51 @@ class LeadflowApp:
     async def _dead_letter(self, message: Any, value: bytes, error: EventError) -> None:
         record = codec.dlq_record(value, message.key, error, message.topic, message.partition,
                                   message.offset)
-        await self.app.producer.send(self.topics.dlq, message.key, self.output.dlq(record),
-                                     None, None, None)
+        await self._produce(self.topics.dlq, message.key, self.output.dlq(record))
         self.metrics.dlq.labels(error.code).inc()
+
+    async def process(self, message: Any) -> None:
+        """One message, whatever happens: a record's fault becomes a ``processing_failed`` dead
+        letter and the stream goes on; a store's fault stops progress (nothing is acknowledged,
+        so nothing is committed past it), turns ``/health`` unhealthy and retries the message
+        (applying it twice changes nothing) — for ``store_retry_seconds``, then the worker stops
+        with the cause, to carry on from the same offset once restarted."""
+        attempt = 0
+        started = time.monotonic()
+        while True:
+            try:
+                try:
+                    await self.handle(message)
+                except (StoreFailure, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the record's fault: never stop the stream
+                    self.metrics.errors.inc()
+                    log.exception("processing failed at %s/%s@%s", message.topic, message.partition,
+                                  message.offset)
+                    if message.topic != self.topics.timer_commands:
+                        value = message.value if message.value is not None else b""
+                        await self._dead_letter(message, value, EventError("processing_failed", repr(exc)[:500]))
+            except StoreFailure as failure:
+                if self.store_failure is None:
+                    log.error("store failed at %s/%s@%s, retrying until it works: %s", message.topic,
+                              message.partition, message.offset, failure)
+                self.store_failure = str(failure)
+                self.metrics.store_failures.inc()
+                if time.monotonic() - started > self.store_retry_seconds:
+                    where = f"{message.topic}/{message.partition}@{message.offset}"
+                    log.critical("store failing for %.0f s; stopping with nothing committed past %s: %s",
+                                 time.monotonic() - started, where, failure)
+                    self.fatal = (f"{failure} (nothing committed past {where}; restart once the store "
+                                  "works)")
+                    await self.app.crash(StoreFailure(self.fatal))
+                    return
+                await asyncio.sleep(STORE_RETRY[min(attempt, len(STORE_RETRY) - 1)])
+                attempt += 1
+                continue
+            if self.store_failure is not None:
+                log.warning("store works again after %d retries", attempt)
+                self.store_failure = None
+            return
 
     async def _on_event(self, event: LeadEvent, message: Any) -> None:
         self.metrics.events.labels(event.event_type).inc()
@@ -396,9 +467,17 @@ class LeadflowApp:
             "version": row.version,
         }
 
+    @property
+    def healthy(self) -> bool:
+        return self.recovered and self.store_failure is None
+
     def health(self) -> dict[str, Any]:
+        status = "ok" if self.recovered else "starting"
+        if self.store_failure is not None:
+            status = "store failing"
         return {
-            "status": "ok" if self.recovered else "starting",
+            "status": status,
+            "store_failure": self.store_failure,
             "app_id": self.topics.app_id,
             "partitions": sorted(self.timers),
             "timers_pending": self.pending_timers(),
@@ -456,16 +535,7 @@ def build_app(
     @app.agent(source, name="leadflow.process")
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            message = event.message
-            try:
-                await lf.handle(message)
-            except Exception as exc:  # noqa: BLE001 - never stop the stream; never drop silently
-                lf.metrics.errors.inc()
-                log.exception("processing failed at %s/%s@%s", message.topic, message.partition,
-                              message.offset)
-                if message.topic != topics.timer_commands:
-                    value = message.value if message.value is not None else b""
-                    await lf._dead_letter(message, value, EventError("processing_failed", repr(exc)))
+            await lf.process(event.message)
 
     @app.timer(interval=TIMER_TICK, name="leadflow.timers")
     async def timers() -> None:
@@ -495,7 +565,7 @@ def _add_views(lf: LeadflowApp) -> None:
     @app.page("/health")
     async def health(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:
         doc = lf.health()
-        return web.json(doc, status=200 if lf.recovered else 503)
+        return web.json(doc, status=200 if lf.healthy else 503)
 
     @app.page("/metrics")
     async def metrics(web: faust.web.Web, request: faust.web.Request) -> faust.web.Response:

@@ -234,6 +234,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("web_host", "LEADFLOW_WEB_HOST", "web_host", "127.0.0.1",
            "host name or address other workers use to reach this worker's web port "
            "(`GET /leads/{id}` is routed to the lead's owner); set it on a real network", _text),
+    Option("store_retry_seconds", "LEADFLOW_STORE_RETRY_SECONDS", "store_retry_seconds", 60,
+           "how long the worker retries a message whose store fails (disk full, broker down) before "
+           "it stops, to carry on from the same offset once restarted", _int_at_least(1)),
     Option("loglevel", "LEADFLOW_LOGLEVEL", "loglevel", "warning",
            "worker log level: debug, info, warning, error",
            _choice(("debug", "info", "warning", "error", "critical"), upper=False)),
@@ -276,6 +279,7 @@ class Settings:
     topic_prefix: str | None = None
     web_host: str = "127.0.0.1"
     loglevel: str = "warning"
+    store_retry_seconds: int = 60
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -65,6 +65,9 @@ class Metrics:
                                   "Wall-clock delay between an SLA step's due time and its alert",
                                   buckets=LATENESS_BUCKETS, registry=r)
         # prometheus_client adds "_total" to a counter's name: leadflow_late_events_total
+        self.store_failures = Counter("leadflow_store_failures",
+                                      "Attempts to store a message that failed (retried, never dead-lettered)",
+                                      registry=r)
         self.late_events = Counter("leadflow_late_events",
                                    "Events whose time lies before their lead's latest applied event",
                                    registry=r)

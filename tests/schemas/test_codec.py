@@ -104,7 +104,7 @@ def test_invalid_json() -> None:
 
 
 def test_json_nested_too_deep_is_invalid_json_not_a_crash() -> None:
-    assert error_of(b"[" * 100_000).code == "invalid_json"
+    assert error_of(b"[" * 60_000).code == "invalid_json"  # deep, yet under the size limit
 
 
 def test_not_an_object() -> None:
@@ -277,7 +277,7 @@ def test_every_error_code_is_documented_in_one_line() -> None:
     assert set(ERROR_CODES) == {
         "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
         "unknown_event_type", "invalid_timestamp", "invalid_value", "unknown_schema_id", "invalid_avro",
-        "empty_message",
+        "empty_message", "message_too_large", "field_too_long",
     }
     assert all(doc and "\n" not in doc for doc in ERROR_CODES.values())
 
@@ -443,3 +443,38 @@ def test_an_output_record_whose_integer_exceeds_its_avro_type_is_an_invalid_fiel
     with pytest.raises(EventError) as caught:
         decode_record(type(record), encode_json(record))
     assert caught.value.code == "invalid_field"
+
+
+# --- size limits (issue 10: one message must never stop a partition) ----------------------------------
+
+def test_a_message_over_the_size_limit_is_message_too_large_and_its_dead_letter_is_cut_down() -> None:
+    from schemas.codec import DLQ_ORIGINAL_BYTES, MAX_MESSAGE_BYTES, dlq_record
+
+    big = b'{"event_id":"e1","event_type":"form_fill","lead_id":"' + b"x" * 800_000 + b'"}'
+    error = error_of(big)
+    assert error.code == "message_too_large" and str(len(big)) in error.detail
+    dead = dlq_record(big, b"k" * 400_000, error, "lead.form_fills", 3, 17)
+    assert dead.error == "message_too_large" and dead.original == big[:DLQ_ORIGINAL_BYTES]
+    assert len(dead.key) == DLQ_ORIGINAL_BYTES and (dead.source_partition, dead.source_offset) == (3, 17)
+    assert len(encode_json(dead)) < 4 * DLQ_ORIGINAL_BYTES < MAX_MESSAGE_BYTES
+
+
+def test_an_oversized_key_alone_cuts_the_dead_letter_down_too() -> None:
+    from schemas.codec import dlq_record
+
+    dead = dlq_record(b"not json", b"k" * 100_000, error_of(b"not json"), "t", 0, 0)
+    assert dead.error == "message_too_large" and "invalid_json" in dead.detail
+
+
+@pytest.mark.parametrize("field, size, code", [
+    ("lead_id", 257, "field_too_long"), ("event_id", 300, "field_too_long"), ("form_type", 1025, "field_too_long"),
+    ("lead_id", 256, None), ("form_type", 1024, None),
+])
+def test_ids_and_strings_have_length_limits(field: str, size: int, code: str | None) -> None:
+    doc = {"event_id": "e1", "event_type": "form_fill", "lead_id": "L1", "form_type": "webinar",
+           "occurred_at": "2026-03-02T10:00:00Z", field: "y" * size}
+    value = json.dumps(doc).encode()
+    if code is None:
+        assert getattr(decode_json(value), field) == "y" * size
+    else:
+        assert error_of(value).code == code

@@ -78,7 +78,9 @@ def _now_rfc3339() -> str:
 class Worker:
     """``python -m leadflow worker`` in its own session (so SIGKILL hits it and nothing else)."""
 
-    def __init__(self, bootstrap: str, prefix: str, policy: Path, log_dir: Path, name: str) -> None:
+    def __init__(self, bootstrap: str, prefix: str, policy: Path, log_dir: Path, name: str,
+                 *extra: str) -> None:
+        self.extra = extra  # more command-line arguments, e.g. ("--data-dir", path)
         self.bootstrap = bootstrap
         self.prefix = prefix
         self.policy = policy
@@ -94,7 +96,7 @@ class Worker:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "leadflow", "worker", "--broker", self.bootstrap,
-                 "--policy", str(self.policy), "--web-port", str(self.port)],
+                 "--policy", str(self.policy), "--web-port", str(self.port), *self.extra],
                 cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=die_with_parent,
             )
@@ -240,8 +242,8 @@ def deployment(kafka_broker: EmbeddedBroker, tmp_path: Path,
         policy = tmp_path / "policy.toml"
         policy.write_text(policy_text)
 
-        def worker(name: str) -> Worker:
-            w = Worker(kafka_broker.bootstrap, prefix, policy, tmp_path, name)
+        def worker(name: str, *extra: str) -> Worker:
+            w = Worker(kafka_broker.bootstrap, prefix, policy, tmp_path, name, *extra)
             workers.append(w)
             return w.start()
 
