@@ -45,7 +45,7 @@ from lifecycle.engine import Engine
 from lifecycle.errors import EventError, RecordTooLarge, StoreFailure
 from lifecycle.events import LeadEvent
 from lifecycle.policy import Policy
-from lifecycle.records import LifecycleRecord
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord
 from lifecycle.timers import TimerSet
 from schemas import codec
 from schemas.wire import format_time
@@ -82,6 +82,19 @@ WORKER_SETTINGS: dict[str, Any] = {
     "broker_max_poll_records": 2000,
     "producer_linger_ms": 5,
 }
+
+
+#: W3C trace-context headers: carried from an input event to everything it causes, so a platform
+#: team's tracing follows a lead from its source to its alert (also across the repartition hop).
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_headers(headers: Any) -> list[tuple[str, bytes]]:
+    """The trace-context headers among a message's headers (a list of pairs or a mapping)."""
+    if not headers:
+        return []
+    pairs = headers.items() if hasattr(headers, "items") else headers
+    return [(name, value) for name, value in pairs if name in TRACE_HEADERS and value is not None]
 
 
 def partition_for(lead_id: str, partitions: int) -> int:
@@ -209,7 +222,8 @@ class LeadflowApp:
         done = committed_offset(self.app.consumer, position.topic, position.partition)
         return done is not None and done > position.offset
 
-    async def _save_and_send(self, lead_id: str, step: Step, message: Any) -> None:
+    async def _save_and_send(self, lead_id: str, step: Step, message: Any,
+                             headers: list[tuple[str, bytes]] | None = None) -> None:
         """Save the step's row (if it changed) and send what the step says, in that order."""
         if step.late_ms:
             for late in step.late_ms:
@@ -233,25 +247,34 @@ class LeadflowApp:
         elif step.sends:
             self.metrics.reemitted.inc(len(step.sends))
         if step.sends:
-            await self._send(lead_id, step.sends)
+            await self._send(lead_id, step.sends, headers)
 
-    async def _send(self, lead_id: str, sends: Iterable[tuple[str, str]]) -> None:
-        producer = self.app.producer
+    async def _send(self, lead_id: str, sends: Iterable[tuple[str, str]],
+                    headers: list[tuple[str, bytes]] | None = None) -> None:
         key = lead_id.encode()
         output = self.output
         for kind, payload in sends:
             if kind == rows.LIFECYCLE:
-                topic, value = self.topics.lifecycle, output.lifecycle(payload)
+                topic, value = self.topics.topic_for(LifecycleRecord), payload.encode("latin-1")
+            elif kind == rows.ALERT:
+                topic, value = self.topics.topic_for(AlertRecord), payload.encode("latin-1")
+            elif kind == rows.LIFECYCLE_JSON:  # kept by an older worker
+                topic, value = self.topics.topic_for(LifecycleRecord), output.lifecycle(payload)
             else:
-                topic, value = self.topics.alerts, output.alert(payload)
-            await self._produce(topic, key, value)
+                topic, value = self.topics.topic_for(AlertRecord), output.alert(payload)
+            await self._produce(topic, key, value, headers=headers)
 
-    async def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None) -> None:
+    def keep(self, record: Any) -> rows.Kept:
+        """A new record as the outbox keeps it: encoded once, in the output's format."""
+        return rows.keep(record, self.output.encode(record))
+
+    async def _produce(self, topic: str, key: bytes | None, value: bytes, partition: int | None = None,
+                       headers: list[tuple[str, bytes]] | None = None) -> None:
         """Hand one message to the producer; a failure there is the broker's (``StoreFailure``)."""
         if len(value) > MAX_ROW_BYTES:
             raise RecordTooLarge(f"a {len(value)}-byte record for {topic}")
         try:
-            await self.app.producer.send(topic, key, value, partition, None, None)
+            await self.app.producer.send(topic, key, value, partition, None, headers or None)
         except Exception as exc:  # noqa: BLE001
             raise StoreFailure(f"producer ({topic}): {exc}") from exc
 
@@ -280,16 +303,18 @@ class LeadflowApp:
         lead_id = event.lead_id
         p = self.partition_for(lead_id)
         key = lead_id.encode()
+        headers = trace_headers(message.headers)
         if topic != self.topics.events_by_lead and (message.partition != p or message.key != key):
-            await self._produce(self.topics.events_by_lead, key, value, p)
+            await self._produce(self.topics.events_by_lead, key, value, p, headers=headers)
             self.metrics.forwarded.inc()
             return
-        await self._on_event(event, message)
+        await self._on_event(event, message, headers)
 
     async def _dead_letter(self, message: Any, value: bytes, error: EventError) -> None:
         record = codec.dlq_record(value, message.key, error, message.topic, message.partition,
                                   message.offset)
-        await self._produce(self.topics.dlq, message.key, self.output.dlq(record))
+        await self._produce(self.topics.topic_for(DlqRecord), message.key, self.output.encode(record),
+                            headers=trace_headers(message.headers))
         self.metrics.dlq.labels(error.code).inc()
 
     async def process(self, message: Any) -> None:
@@ -335,13 +360,13 @@ class LeadflowApp:
                 self.store_failure = None
             return
 
-    async def _on_event(self, event: LeadEvent, message: Any) -> None:
+    async def _on_event(self, event: LeadEvent, message: Any, headers: list[tuple[str, bytes]]) -> None:
         self.metrics.events.labels(event.event_type).inc()
         position = Position(message.topic, message.partition, message.offset)
         step = self.application.on_event(self.load(event.lead_id), event, now_ms(), position, self.committed)
         if step.duplicate:
             self.metrics.duplicates.inc()
-        await self._save_and_send(event.lead_id, step, message)
+        await self._save_and_send(event.lead_id, step, message, headers)
 
     async def _on_timer_command(self, message: Any) -> None:
         try:
@@ -524,8 +549,9 @@ def build_app(
         key_type=str, value_type=bytes, help="Lead state and outbox by lead_id",
     ))
     lf = LeadflowApp(app=app, table=table, topics=topics,
-                     application=Application(Engine(policy), rows.encode_record, consumes_rows=True),
+                     application=Application(Engine(policy), consumes_rows=True),
                      lookup=codec.bundled_schemas())
+    lf.application.encode = lf.keep  # in whatever output format the worker is given
     table.owner = lf
     lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag)
 

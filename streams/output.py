@@ -1,8 +1,7 @@
 """The wire format of the worker's output records (SPEC 5: JSON by default, Avro on request).
 
-The worker computes each lifecycle and alert record once, as its JSON wire form, and keeps that form
-in the lead's outbox until the source offset is committed (streams/app.py). An ``Output`` turns the
-kept form into the bytes sent to Kafka:
+The worker encodes each record once, with ``Output.encode``, and keeps those bytes in the lead's
+outbox until the source offset is committed (``streams.rows``). An ``Output`` is one of:
 
 - ``JsonOutput`` (``LEADFLOW_FORMAT=json``, the default): the JSON itself.
 - ``AvroOutput`` (``LEADFLOW_FORMAT=avro``): Confluent-framed Avro (magic byte 0, 4-byte schema id,
@@ -18,7 +17,7 @@ from typing import Protocol
 
 import orjson
 
-from lifecycle.records import DlqRecord
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
 from schemas import codec
 from schemas.registry import RegistryClient, value_subject
 from schemas.wire import alert_from_wire, lifecycle_from_wire
@@ -33,7 +32,14 @@ def schema_text(name: str) -> str:
 class Output(Protocol):
     name: str
 
-    def lifecycle(self, wire_json: str) -> bytes: ...
+    def encode(self, record: Record) -> bytes:
+        """The bytes sent to Kafka for a lifecycle, alert or DLQ record."""
+        ...
+
+    def lifecycle(self, wire_json: str) -> bytes:
+        """A lifecycle record kept as JSON by an older worker (outbox rows written before
+        ``encode``), in this output's format."""
+        ...
 
     def alert(self, wire_json: str) -> bytes: ...
 
@@ -42,6 +48,9 @@ class Output(Protocol):
 
 class JsonOutput:
     name = "json"
+
+    def encode(self, record: Record) -> bytes:
+        return codec.encode_json(record)
 
     def lifecycle(self, wire_json: str) -> bytes:
         return wire_json.encode()
@@ -61,7 +70,12 @@ class AvroOutput:
         self._lifecycle = (ids["lifecycle_record"], schemas.schema("lifecycle_record"))
         self._alert = (ids["alert_record"], schemas.schema("alert_record"))
         self._dlq = (ids["dlq_record"], schemas.schema("dlq_record"))
+        self._by_type = {LifecycleRecord: self._lifecycle, AlertRecord: self._alert, DlqRecord: self._dlq}
         self.ids = dict(ids)
+
+    def encode(self, record: Record) -> bytes:
+        schema_id, schema = self._by_type[type(record)]
+        return codec.encode_avro(record, schema_id, schema)
 
     @classmethod
     def register(cls, registry: RegistryClient, topics: Topics) -> "AvroOutput":

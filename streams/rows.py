@@ -20,18 +20,21 @@ from lifecycle.application import Position, Row, Sent
 from lifecycle.events import EVENT_TYPES, LeadEvent
 from lifecycle.lead import Lead
 from lifecycle.records import LifecycleRecord
-from schemas import codec
 
-LIFECYCLE: Final = "l"
-ALERT: Final = "a"
+LIFECYCLE: Final = "L"
+ALERT: Final = "A"
+#: Kinds of outbox entries written before records were encoded once: JSON wire text.
+LIFECYCLE_JSON: Final = "l"
+ALERT_JSON: Final = "a"
 EMPTY: Final[Row] = Row()
 
-#: What the outbox keeps of a record: which output it goes to, and its JSON wire form.
+#: What the outbox keeps of a record: which output it goes to, and its encoded bytes (JSON or Avro,
+#: as sent) held as a latin-1 string, which JSON carries byte for byte.
 Kept = tuple[str, str]
 
 
-def encode_record(record: Any) -> Kept:
-    return (LIFECYCLE if type(record) is LifecycleRecord else ALERT, codec.encode_json(record).decode())
+def keep(record: Any, encoded: bytes) -> Kept:
+    return (LIFECYCLE if type(record) is LifecycleRecord else ALERT, encoded.decode("latin-1"))
 
 
 def _event_doc(event: LeadEvent) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lifecycle.errors import LeadflowError
+from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord
 
 DEFAULT_APP_ID = "leadflow"
 DEFAULT_PARTITIONS = 4
@@ -103,6 +104,10 @@ class Topics:
         """Step-this-lead-now commands (``{lead_id, due, id}``), sent by the partition's owner when a
         row's wake-up time passes and applied in order with the lead's events."""
         return f"{self.app_id}.timer-commands"
+
+    def topic_for(self, record_type: type) -> str:
+        """The output topic of a record type: the one place that maps records to topics."""
+        return {LifecycleRecord: self.lifecycle, AlertRecord: self.alerts, DlqRecord: self.dlq}[record_type]
 
     # -- groups --------------------------------------------------------------------------------
 

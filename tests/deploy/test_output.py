@@ -79,3 +79,12 @@ def test_a_refused_schema_stops_registration_with_the_subject_named(fake_registr
     RegistryClient(fake_registry.url).register(f"{topics.lifecycle}-value", json.dumps(incompatible))
     with pytest.raises(RegistryError, match=f"{topics.lifecycle}-value"):
         AvroOutput.register(RegistryClient(fake_registry.url), topics)
+
+
+def test_each_record_is_encoded_once_to_what_the_old_json_detour_gave(fake_registry) -> None:
+    """``encode`` (what the worker keeps and sends) equals the bytes of the JSON -> Avro path that
+    outbox entries of older workers still take."""
+    output = AvroOutput.register(RegistryClient(fake_registry.url), Topics.prefixed("once"))
+    assert output.encode(TRANSITION) == output.lifecycle(record_json(TRANSITION).decode())
+    assert output.encode(ALERT) == output.alert(record_json(ALERT).decode())
+    assert JsonOutput().encode(TRANSITION) == record_json(TRANSITION)

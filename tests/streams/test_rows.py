@@ -9,6 +9,7 @@ from lifecycle.application import Application, Position, Row
 from lifecycle.engine import Engine
 from lifecycle.lead import Lead
 from schemas.policy_file import parse_policy
+from schemas import codec
 from streams import rows
 from tests.strategies import HOUR_MS, events
 
@@ -18,7 +19,7 @@ POLICY = parse_policy('[lateness]\nreorder = "2h"\ngrace = "5m"\n')
 @settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(st.lists(events(lead_ids=("L1",)), max_size=30))
 def test_a_row_reads_back_as_written(stream):
-    app = Application(Engine(POLICY), rows.encode_record)
+    app = Application(Engine(POLICY), lambda record: rows.keep(record, codec.encode_json(record)))
     row: Row = rows.EMPTY
     for offset, event in enumerate(stream):
         row = app.on_event(row, event, event.occurred_at + HOUR_MS, Position("t", 0, offset)).row
