@@ -84,7 +84,7 @@ def worker(broker: str | None, policy_path: str | None, web_port: int, data_dir:
     """The live stream processor; one of many in a consumer group."""
     from leadflow import worker as worker_module
 
-    policy = _policy(policy_path)
+    policy = load_policy(policy_path) if policy_path else None  # None: LEADFLOW_POLICY, else built in
     worker_module.run(broker=broker, policy=policy, policy_path=policy_path, web_port=web_port, data_dir=data_dir)
 
 

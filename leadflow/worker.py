@@ -59,6 +59,10 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
     import faust
 
     settings = load_settings()  # every LEADFLOW_* value is checked before anything starts
+    if policy is None and settings.policy:  # LEADFLOW_POLICY, when --policy is not given
+        from schemas.policy_file import load_policy
+
+        policy, policy_path = load_policy(settings.policy), settings.policy
     topics = settings.topics.with_tables(TABLE)
     bootstrap, embedded = resolve_broker(broker)
     try:

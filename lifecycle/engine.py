@@ -302,7 +302,12 @@ class Engine:
         was false (the evidence only arrived late), so it is retracted; the others were true and
         are resolved.
         """
-        at = event.occurred_at
+        at, ending = event.occurred_at, sla
+        # Steps whose threshold passed before the evidence were true alerts, even if a grace or
+        # reorder delay kept them from firing yet: they fire now, and are resolved below.
+        while sla.held_since is None and sla.next_at is not None and sla.next_at < at:
+            records.append(self._step_alert(lead, sla, sla.steps[sla.fired][0], now))
+            sla = replace(sla, fired=sla.fired + 1)
         for kind, threshold in sla.steps[: sla.fired]:
             fired = ids.alert_id(lead.lead_id, sla.name, sla.instance, kind)
             if threshold > at:
@@ -318,7 +323,7 @@ class Engine:
                     resolves=fired,
                 ))
         if remove:
-            lead.slas = tuple(s for s in lead.slas if s is not sla)
+            lead.slas = tuple(s for s in lead.slas if s is not ending)
 
     # -- holds (SPEC 9) -----------------------------------------------------------------------
     def _hold(self, lead: Lead, event: SalesDispositioned, now: int, records: Records) -> None:

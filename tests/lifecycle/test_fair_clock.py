@@ -109,6 +109,17 @@ def test_with_grace_evidence_from_before_the_threshold_arriving_in_time_fires_no
     assert [a.type for a in answer if isinstance(a, AlertRecord)] == ["sla_resolved"]
 
 
+def test_with_grace_evidence_from_after_the_threshold_does_not_stop_the_alert():
+    """Only evidence at or before T stops an alert held back by grace: a touch at 14:01 that
+    arrives at 14:02 still makes the 14:00 breach true (it fires, then is resolved)."""
+    s = waiting_for_touch(lateness(grace="10m"))
+    s.advance("2026-03-02 14:02")
+    answer = [r for r in s.send(touch("L1", "2026-03-02 14:01")) if isinstance(r, AlertRecord)]
+    assert [a.type for a in answer] == ["follow_up_overdue", "sla_resolved", "sla_resolved"]
+    assert answer[0].alert_id == first_touch_id("breach") and answer[0].due_at == t("2026-03-02 14:00")
+    assert not s.lead().slas or s.lead().slas[0].name != "first_touch"
+
+
 def test_grace_is_per_team():
     policy = parse_policy('[lateness]\ngrace = "10m"\n[teams.emea]\nlateness = { grace = "30m" }\n')
     assert policy.for_team("emea").lateness == Lateness(grace_ms=1_800_000)
