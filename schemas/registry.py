@@ -35,6 +35,7 @@ from typing import Any
 import fastavro
 
 from lifecycle.errors import LeadflowError
+from schemas.secrets import Secret, redact_url
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 #: error codes of the registry's REST API that this client acts on
@@ -86,12 +87,12 @@ class RegistryClient:
                  clock: Callable[[], float] = time.monotonic) -> None:
         parts = urllib.parse.urlsplit(url.rstrip("/"))
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise RegistryError(f"bad schema registry URL {url!r}: expected http(s)://host:port")
-        self._auth: str | None = None
+            raise RegistryError(f"bad schema registry URL {redact_url(url)!r}: expected http(s)://host:port")
+        self._auth: Secret | None = None
         if parts.username is not None:
             user = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
-            self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+            self._auth = Secret("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
             netloc = parts.hostname + (f":{parts.port}" if parts.port else "")
             parts = parts._replace(netloc=netloc)
         self.url = urllib.parse.urlunsplit(parts)
@@ -203,7 +204,7 @@ class RegistryClient:
         if data is not None:
             request.add_header("Content-Type", CONTENT_TYPE)
         if self._auth:
-            request.add_header("Authorization", self._auth)
+            request.add_header("Authorization", self._auth.reveal())
         self.requests += 1
         where = f"schema registry {self.url}: {method} {path.split('?')[0]}"
         try:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
+from schemas.secrets import redact_text, redact_url
 from sinks.base import Sink, SinkClosed, SinkError, record_id
 
 DEFAULT_BATCH_SIZE: Final = 1000
@@ -211,16 +212,7 @@ def _dialect_of(url: str) -> Dialect:
         return SQLITE
     if url.startswith(("postgresql://", "postgres://")):
         return POSTGRESQL
-    raise SinkError(f"unsupported SQL URL {_redact(url)!r}: use sqlite:///PATH or postgresql://...")
-
-
-def _redact(url: str) -> str:
-    """The URL without a password (``user:secret@`` -> ``user:***@``)."""
-    scheme, sep, rest = url.partition("://")
-    userinfo, at, host = rest.partition("@")
-    if at and ":" in userinfo:
-        return f"{scheme}{sep}{userinfo.split(':', 1)[0]}:***@{host}"
-    return url
+    raise SinkError(f"unsupported SQL URL {redact_url(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
 def connect(url: str) -> tuple[Dialect, Any]:
@@ -236,7 +228,8 @@ def connect(url: str) -> tuple[Dialect, Any]:
 
         return dialect, psycopg.connect(url)
     except Exception as exc:
-        raise SinkError(f"cannot connect to {_redact(url)}: {exc}") from exc
+        # psycopg may quote the password (a bad percent-encoding): the message is scrubbed too
+        raise SinkError(f"cannot connect to {redact_url(url)}: {redact_text(str(exc), url)}") from None
 
 
 def schema_version(conn: Any, dialect: Dialect) -> int:
@@ -317,7 +310,7 @@ class SqlSink(Sink):
             self._conn.commit()
         except Exception as exc:
             self._conn.rollback()
-            raise SinkError(f"writing {len(self._buffer)} records to {_redact(self.url)} failed: {exc}") from exc
+            raise SinkError(f"writing {len(self._buffer)} records to {redact_url(self.url)} failed: {exc}") from exc
         self._buffer.clear()
 
     def _release(self) -> None:
@@ -352,4 +345,4 @@ class SqlSink(Sink):
         return int(next(iter(self._select(f"SELECT COUNT(*) FROM {table}")))[0])
 
     def __repr__(self) -> str:
-        return f"SqlSink({_redact(self.url)!r}, batch_size={self.batch_size}, version={self.version})"
+        return f"SqlSink({redact_url(self.url)!r}, batch_size={self.batch_size}, version={self.version})"

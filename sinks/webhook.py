@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from lifecycle.errors import ConfigError
 from lifecycle.records import AlertRecord, DlqRecord, Record
+from schemas.secrets import Secret, redact_url
 from schemas.wire import record_json
 from sinks.base import Sink, SinkClosed, SinkFull
 
@@ -80,26 +81,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if moment is None:
         return None
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
-class Secret:
-    """A secret value whose ``repr``/``str`` never show it (so no dump of the sink's attributes does)."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: bytes) -> None:
-        self._value = value
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a Secret is not picklable")
 
 
 @dataclass(frozen=True)
@@ -162,7 +143,7 @@ class WebhookSink(Sink):
     ) -> None:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"webhook URL must be http(s)://host[:port]/path, got {parts.scheme}://{parts.hostname}")
+            raise ConfigError(f"webhook URL must be http(s)://host[:port]/path, got {redact_url(url)!r}")
         secret = os.environ.get(secret_env, "")
         if not secret:
             raise ConfigError(f"webhook secret: environment variable {secret_env} is not set")
@@ -360,8 +341,7 @@ class WebhookSink(Sink):
             log.exception("webhook alert %s: dead-letter target failed", alert.alert_id)
 
     def _redacted_url(self) -> str:
-        netloc = self._host + (f":{self._port}" if self._port else "")
-        return f"{self._scheme}://{netloc}{urllib.parse.urlsplit(self.url).path}"
+        return redact_url(self.url)
 
     def __repr__(self) -> str:
         return (f"WebhookSink({self._redacted_url()!r}, secret_env={self.secret_env!r}, "

@@ -7,8 +7,8 @@ list drives loading, the README's configuration table and the compose file test.
 
 Validation happens once, at start-up, and reports every bad value at once: a :class:`SettingsError`
 (a :class:`ConfigError`, exit status 2) with one line per problem, each naming the variable (or the
-file key) and the value. Secrets (``LEADFLOW_SASL_PASSWORD``, the password inside ``LEADFLOW_SQL_URL``)
-are never shown by ``repr`` or in an error message.
+file key) and the value. Secrets (``LEADFLOW_SASL_PASSWORD``, ``LEADFLOW_WEB_TOKEN``, a password or a
+``token=`` inside any URL) are never shown by ``repr`` or in an error message (``schemas.secrets``).
 
 The config file mirrors the variables, grouped::
 
@@ -38,7 +38,9 @@ The config file mirrors the variables, grouped::
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import re
 import ssl
 import tomllib
 import urllib.parse
@@ -48,6 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from lifecycle.errors import ConfigError
+from schemas.secrets import MASK, Secret, redact_url
 from streams.settings import parse_bootstrap
 from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics
 
@@ -60,6 +63,18 @@ _TOPIC_FIELDS = ("form_fills", "email_engagement", "sales_activity", "deal_stage
                  "lifecycle", "alerts", "dlq")
 _TOPIC_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Topics) if f.name in _TOPIC_FIELDS}
 _LEGAL_TOPIC_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNIT_MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+#: Partitions of a deployment at most: far beyond any sensible count, and a typo's end.
+MAX_PARTITIONS = 10_000
+#: Kafka's replication factor is a 16-bit number.
+MAX_REPLICATION_FACTOR = 32_767
+MIN_WEB_TOKEN_LENGTH = 16
+#: How far in the future an event may be before the live worker dead-letters it (``future_timestamp``).
+DEFAULT_FUTURE_MARGIN_MS = 3_600_000
+MAX_FUTURE_MARGIN_MS = 3650 * 86_400_000
 
 
 class SettingsError(ConfigError):
@@ -70,29 +85,6 @@ class SettingsError(ConfigError):
         count = len(self.problems)
         head = "bad configuration value" if count == 1 else f"{count} bad configuration values"
         super().__init__(head + ":\n  " + "\n  ".join(self.problems))
-
-
-class Secret:
-    """A value that never shows itself in ``repr``/``str``; ``reveal()`` hands it to a client."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('********')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
 
 
 # -- the options -------------------------------------------------------------------------------
@@ -111,25 +103,40 @@ def _text(value: str) -> str:
 
 def _bootstrap(value: str) -> str:
     try:
-        return parse_bootstrap(value)
+        servers = parse_bootstrap(value)
     except ConfigError as exc:
         raise _Bad("expected host:port[,host:port], kafka://host:port or tcp://host:port") from exc
+    for server in servers.split(","):
+        try:
+            _host(server.rpartition(":")[0])
+        except _Bad:
+            raise _Bad(f"{server.rpartition(':')[0]!r} is not a host name or IP address") from None
+    return servers
 
 
 def _int_at_least(low: int) -> Callable[[str], int]:
+    return _int_between(low, 2**31 - 1)
+
+
+def _int_between(low: int, high: int) -> Callable[[str], int]:
     def parse(value: str) -> int:
+        text = str(value).strip()
+        if len(text) > 12:  # int() of a 20-digit string works; no partition count has 20 digits
+            raise _Bad(f"not an integer from {low} to {high}")
         try:
-            number = int(str(value).strip())
+            number = int(text)
         except ValueError:
             raise _Bad("not an integer") from None
         if number < low:
             raise _Bad(f"must be >= {low}")
+        if number > high:
+            raise _Bad(f"must be <= {high}")
         return number
     return parse
 
 
 def _replication(value: str) -> int:
-    number = _int_at_least(-1)(value)
+    number = _int_between(-1, MAX_REPLICATION_FACTOR)(value)
     if number == 0:
         raise _Bad("must be >= 1, or -1 for the broker's default")
     return number
@@ -151,20 +158,97 @@ def _topic(value: str) -> str:
     return value
 
 
+def _host(value: str) -> str:
+    """A host name (RFC 1123 labels; ``_`` allowed, as container names have it) or an IP address."""
+    value = value.strip()
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        ipaddress.ip_address(bare)
+        return value
+    except ValueError:
+        pass
+    if not bare or len(bare) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in bare.rstrip(".").split(".")):
+        raise _Bad("not a host name or IP address")
+    return value
+
+
+def _port_of(parts: urllib.parse.SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:
+        raise _Bad("the port must be a number from 1 to 65535") from None
+
+
+def _split_url(value: str) -> urllib.parse.SplitResult:
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        raise _Bad("a URL has no spaces or control characters")
+    try:
+        return urllib.parse.urlsplit(value)
+    except ValueError:
+        raise _Bad("not a URL") from None
+
+
+def _netloc(parts: urllib.parse.SplitResult, *, required: bool) -> None:
+    """Check the host, the port and the percent-encoding of ``user:password@``."""
+    if parts.hostname:
+        _host(parts.hostname)
+    elif required or parts.port is not None or parts.username:
+        raise _Bad("the URL names no host")
+    if _port_of(parts) == 0:
+        raise _Bad("the port must be a number from 1 to 65535")
+    userinfo = parts.netloc.rpartition("@")[0]
+    if _BAD_PERCENT.search(userinfo):
+        raise _Bad("user or password not percent-encoded (write % as %25)")
+
+
 def _http_url(value: str) -> str:
     value = value.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    parts = _split_url(value)
+    if parts.scheme.lower() not in ("http", "https"):
         raise _Bad("expected an http:// or https:// URL")
+    _netloc(parts, required=True)
     return value
 
 
 def _sql_url(value: str) -> str:
     value = value.strip()
-    parts = urllib.parse.urlsplit(value)
-    if not parts.scheme:
-        raise _Bad("expected a database URL, e.g. postgresql://user@host/db or sqlite:///path")
+    parts = _split_url(value)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        if not value.startswith("sqlite:///") or not value.removeprefix("sqlite:///").strip():
+            raise _Bad("expected sqlite:///PATH with a file path (sqlite:///leadflow.db)")
+        return value
+    if scheme not in ("postgresql", "postgres"):
+        raise _Bad("expected sqlite:///PATH or postgresql://user@host/db")
+    _netloc(parts, required=False)
     return value
+
+
+def _flag(value: str) -> bool:
+    norm = value.strip().lower()
+    if norm in ("1", "true", "yes", "on"):
+        return True
+    if norm in ("0", "false", "no", "off"):
+        return False
+    raise _Bad("expected 1/true/yes/on or 0/false/no/off")
+
+
+def _token(value: str) -> Secret:
+    value = value.strip()
+    if len(value) < MIN_WEB_TOKEN_LENGTH or not all(33 <= ord(c) < 127 for c in value):
+        raise _Bad(f"expected at least {MIN_WEB_TOKEN_LENGTH} printable ASCII characters, no spaces "
+                   "(e.g. `openssl rand -hex 32`)")
+    return Secret(value)
+
+
+def _margin(value: str) -> int:
+    match = _DURATION.fullmatch(value.strip())
+    if match is None:
+        raise _Bad('expected a duration <number><unit>, unit s, m, h or d (e.g. "1h")')
+    ms = round(float(match.group(1)) * _UNIT_MS[match.group(2)])
+    if not 0 < ms <= MAX_FUTURE_MARGIN_MS:
+        raise _Bad("must be more than 0s and at most 3650d")
+    return ms
 
 
 def _file(value: str) -> str:
@@ -185,6 +269,8 @@ class Option:
     meaning: str
     parse: Callable[[str], Any] = field(repr=False, default=_text)
     secret: bool = False
+    #: the default as the table shows it, when the parsed default reads badly (``1h``, not 3600000)
+    shown_default: str | None = None
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -196,7 +282,7 @@ OPTIONS: tuple[Option, ...] = (
            _topic),
     Option("partitions", "LEADFLOW_PARTITIONS", "partitions", DEFAULT_PARTITIONS,
            "partitions of every topic leadflow creates: the most workers that can share the work",
-           _int_at_least(1)),
+           _int_between(1, MAX_PARTITIONS)),
     Option("replication_factor", "LEADFLOW_REPLICATION_FACTOR", "replication_factor", -1,
            "replication factor of the topics leadflow creates; -1: the broker's default",
            _replication),
@@ -233,7 +319,19 @@ OPTIONS: tuple[Option, ...] = (
            "deployment per prefix on a shared cluster; LEADFLOW_TOPIC_* still win", _topic),
     Option("web_host", "LEADFLOW_WEB_HOST", "web_host", "127.0.0.1",
            "host name or address other workers use to reach this worker's web port "
-           "(`GET /leads/{id}` is routed to the lead's owner); set it on a real network", _text),
+           "(`GET /leads/{id}` is routed to the lead's owner); set it on a real network", _host),
+    Option("web_bind", "LEADFLOW_WEB_BIND", "web_bind", "127.0.0.1",
+           "address the worker's web server listens on; `0.0.0.0` (every interface) only behind a "
+           "firewall or with a web token set (README: Security)", _host),
+    Option("web_token", "LEADFLOW_WEB_TOKEN", "web_token", None,
+           "bearer token `GET /leads/{id}` requires (`Authorization: Bearer <token>`), at least "
+           f"{MIN_WEB_TOKEN_LENGTH} characters; unset: no token asked", _token, secret=True),
+    Option("web_debug_views", "LEADFLOW_WEB_DEBUG_VIEWS", "web_debug_views", False,
+           "`1`: also serve faust's `/table/...` (raw lead rows) and `/router/...` views", _flag),
+    Option("future_margin_ms", "LEADFLOW_FUTURE_MARGIN", "future_margin", DEFAULT_FUTURE_MARGIN_MS,
+           "how far an event's `occurred_at` may be ahead of the worker's clock before it is "
+           "dead-lettered as `future_timestamp` (replay: the summary warns when the clock jumps "
+           "further than this ahead of the events after it)", _margin, shown_default="1h"),
     Option("store_retry_seconds", "LEADFLOW_STORE_RETRY_SECONDS", "store_retry_seconds", 60,
            "how long the worker retries a message whose store fails (disk full, broker down) before "
            "it stops, to carry on from the same offset once restarted", _int_at_least(1)),
@@ -241,7 +339,8 @@ OPTIONS: tuple[Option, ...] = (
            "worker log level: debug, info, warning, error",
            _choice(("debug", "info", "warning", "error", "critical"), upper=False)),
     Option("sql_url", "LEADFLOW_SQL_URL", "sinks.sql_url", None,
-           "database the SQL sink writes lifecycle and alert records to", _sql_url, secret=True),
+           "database the SQL sink writes lifecycle and alert records to: `sqlite:///PATH` or "
+           "`postgresql://user@host/db`", _sql_url),
     Option("webhook_url", "LEADFLOW_WEBHOOK_URL", "sinks.webhook_url", None,
            "URL the webhook sink POSTs alerts to", _http_url),
 )
@@ -251,17 +350,18 @@ _BY_NAME = {o.name: o for o in OPTIONS}
 _BY_KEY = {o.key: o for o in OPTIONS}
 
 
+def parse_option(name: str, value: str) -> Any:
+    """One option's value parsed as ``load_settings`` would (``parse_option("sql_url", url)`` for a
+    ``--sql`` flag); :class:`ConfigError` naming the value, secrets hidden, when it does not parse."""
+    option = _BY_NAME[name]
+    try:
+        return option.parse(value)
+    except _Bad as bad:
+        shown = MASK if option.secret else redact_url(value)
+        raise ConfigError(f"{shown!r}: {bad}") from None
+
+
 # -- the settings object -----------------------------------------------------------------------
-
-
-def _redact_url(url: str | None) -> str | None:
-    if url is None:
-        return None
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":********@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 @dataclass(frozen=True)
@@ -278,6 +378,10 @@ class Settings:
     topics: Topics = field(default_factory=Topics)
     topic_prefix: str | None = None
     web_host: str = "127.0.0.1"
+    web_bind: str = "127.0.0.1"
+    web_token: Secret | None = None
+    web_debug_views: bool = False
+    future_margin_ms: int = DEFAULT_FUTURE_MARGIN_MS
     loglevel: str = "warning"
     store_retry_seconds: int = 60
     security_protocol: str = "PLAINTEXT"
@@ -287,19 +391,21 @@ class Settings:
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
-    sql_url: str | None = field(default=None, repr=False)
+    sql_url: str | None = None
     webhook_url: str | None = None
     #: where each value came from: ``{name: "env" | "file" | "override"}`` (defaults absent)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __repr__(self) -> str:
+        """Every value, with secrets hidden: ``Secret('********')`` and URLs through ``redact_url``."""
         shown = []
         for f in dataclasses.fields(self):
-            if f.name in ("sources", "sasl_password", "sql_url"):
+            if f.name == "sources":
                 continue
-            shown.append(f"{f.name}={getattr(self, f.name)!r}")
-        shown.append(f"sasl_password={'Secret(********)' if self.sasl_password else None}")
-        shown.append(f"sql_url={_redact_url(self.sql_url)!r}")
+            value = getattr(self, f.name)
+            if isinstance(value, str) and "://" in value:
+                value = redact_url(value)
+            shown.append(f"{f.name}={value!r}")
         return "Settings(" + ", ".join(shown) + ")"
 
     @property
@@ -421,7 +527,7 @@ def load_settings(
             values[option.name] = option.parse(str(raw))
             sources[option.name] = source
         except _Bad as bad:
-            shown = "********" if option.secret else str(raw)
+            shown = MASK if option.secret else redact_url(str(raw))
             problems.append(f"{label}={shown!r}: {bad}")
             values[option.name] = option.default
             failed.add(option.name)
@@ -495,7 +601,7 @@ def configuration_table() -> str:
     """The README's configuration table (markdown), generated from ``OPTIONS``."""
     rows = ["| variable | config file key | default | meaning |", "|---|---|---|---|"]
     for o in OPTIONS:
-        default = "—" if o.default is None else f"`{o.default}`"
+        default = "—" if o.default is None else f"`{o.shown_default or o.default}`"
         rows.append(f"| `{o.env}` | `{o.key}` | {default} | {o.meaning} |")
     rows.append(f"| `{ENV_CONFIG}` | — | — | the TOML config file (same as `--config`) |")
     return "\n".join(rows)

@@ -432,15 +432,16 @@ class SinkRelay:
 def describe_sinks(sink: Sink) -> str:
     """``SQL sqlite:///x.db, webhook https://h/p``: what ``sink`` writes to, passwords hidden."""
     from sinks.base import FanOut
-    from sinks.sql import SqlSink, _redact
+    from schemas.secrets import redact_url
+    from sinks.sql import SqlSink
     from sinks.webhook import WebhookSink
 
     parts = []
     for one in sink.sinks if isinstance(sink, FanOut) else (sink,):
         if isinstance(one, SqlSink):
-            parts.append(f"SQL {_redact(one.url)}")
+            parts.append(f"SQL {redact_url(one.url)}")
         elif isinstance(one, WebhookSink):
-            parts.append(f"webhook {_redact(one.url)}")
+            parts.append(f"webhook {redact_url(one.url)}")
         else:
             parts.append(type(one).__name__)
     return "sinks: " + ", ".join(parts)

@@ -158,3 +158,71 @@ def test_every_option_is_documented_once() -> None:
     table = configuration_table()
     for name in ENV_VARS:
         assert table.count(f"`{name}`") == 1
+
+
+def test_urls_hosts_ports_and_numbers_are_checked_and_every_problem_is_listed_at_once() -> None:
+    env = {
+        "LEADFLOW_SQL_URL": "mysql://lf:sql-secret@db/leadflow",
+        "LEADFLOW_SCHEMA_REGISTRY_URL": "http://reg:reg-secret@registry:99999",
+        "LEADFLOW_WEBHOOK_URL": "ftp://hooks.example/x?token=hook-secret",
+        "LEADFLOW_WEB_HOST": "bad host",
+        "LEADFLOW_WEB_BIND": "not/an/address",
+        "LEADFLOW_PARTITIONS": "12345678901234567890",
+        "LEADFLOW_REPLICATION_FACTOR": "40000",
+        "LEADFLOW_BROKER": "bad host:9092",
+        "LEADFLOW_WEB_TOKEN": "short",
+        "LEADFLOW_WEB_DEBUG_VIEWS": "maybe",
+        "LEADFLOW_FUTURE_MARGIN": "soon",
+    }
+    with pytest.raises(SettingsError) as caught:
+        load_settings(env)
+    problems = caught.value.problems
+    assert len(problems) == len(env), problems
+    for name in env:
+        assert sum(p.startswith(name + "=") for p in problems) == 1, (name, problems)
+    text = str(caught.value)
+    for secret in ("sql-secret", "reg-secret", "hook-secret", "short"):
+        assert secret not in text
+    assert "LEADFLOW_SCHEMA_REGISTRY_URL='http://reg:********@registry:99999': the port" in text
+    assert "LEADFLOW_PARTITIONS='12345678901234567890': not an integer from 1 to 10000" in text
+
+
+@pytest.mark.parametrize("url", ["sqlite:///", "sqlite://", "sqlite://host/x.db", "mysql://u@h/db",
+                                 "postgresql://u:p%zz@h/db", "postgresql://h:0/db", "db.sqlite"])
+def test_sql_urls_outside_sqlite_and_postgresql_are_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match="LEADFLOW_SQL_URL"):
+        load_settings({"LEADFLOW_SQL_URL": url})
+
+
+@pytest.mark.parametrize("url", ["sqlite:///leadflow.db", "sqlite:////var/lib/lf.db", "postgresql:///test",
+                                 "postgresql://lf:p%40ss@127.0.0.1:5432/test?sslmode=require",
+                                 "postgres://db/x"])
+def test_sql_urls_of_both_databases_are_accepted(url: str) -> None:
+    assert load_settings({"LEADFLOW_SQL_URL": url}).sql_url == url
+
+
+def test_web_settings_and_the_future_margin() -> None:
+    settings = load_settings({})
+    assert (settings.web_bind, settings.web_token, settings.web_debug_views) == ("127.0.0.1", None, False)
+    assert settings.future_margin_ms == 3_600_000
+    settings = load_settings({"LEADFLOW_WEB_BIND": "0.0.0.0", "LEADFLOW_WEB_TOKEN": "t" * 32,
+                              "LEADFLOW_WEB_DEBUG_VIEWS": "1", "LEADFLOW_FUTURE_MARGIN": "90s"})
+    assert settings.web_bind == "0.0.0.0" and settings.web_debug_views is True
+    assert isinstance(settings.web_token, Secret) and settings.web_token.reveal() == "t" * 32
+    assert settings.future_margin_ms == 90_000
+    assert "t" * 32 not in repr(settings)
+    assert load_settings({"LEADFLOW_WEB_BIND": "::1"}).web_bind == "::1"
+
+
+def test_every_url_is_shown_redacted() -> None:
+    settings = load_settings({
+        "LEADFLOW_SCHEMA_REGISTRY_URL": "http://reg:reg-secret@registry:8081",
+        "LEADFLOW_SQL_URL": "postgresql://lf@db/leadflow?password=sql-secret",
+        "LEADFLOW_WEBHOOK_URL": "https://hooks.example/x?token=hook-secret",
+    })
+    shown = repr(settings) + str(settings)
+    for secret in ("reg-secret", "sql-secret", "hook-secret"):
+        assert secret not in shown
+    assert "http://reg:********@registry:8081" in shown
+    assert "password=********" in shown and "token=********" in shown
+    assert settings.schema_registry_url == "http://reg:reg-secret@registry:8081"   # the client gets it
