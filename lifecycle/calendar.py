@@ -4,12 +4,19 @@ Times are epoch milliseconds (UTC). Working hours are local wall-clock times in 
 zone, so a 09:00-17:00 day stays 09:00-17:00 local across daylight-saving changes while its UTC offset
 moves. Working time is real elapsed time inside those hours; a business day (``d``) is the nominal
 length of one working day (``day_end - day_start``). Pure: no clock, no I/O.
+
+The range of time: leadflow handles instants from ``EARLIEST_MS`` (1970-01-01T00:00:00.000Z) to
+``LATEST_MS`` (9999-12-30T23:59:59.999Z). An event outside it is dead-lettered
+(``invalid_timestamp``, ``schemas.codec``); a deadline that would fall after it is clamped to
+``LATEST_MS`` by :meth:`BusinessCalendar.add`. The range ends a day short of ``datetime``'s, so
+every instant in it has a local date in every time zone.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from lifecycle.policy import DURATION_UNITS_MS, CalendarPolicy, Duration
@@ -18,6 +25,11 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MS = dt.timedelta(milliseconds=1)
 #: Working intervals of this many local days are kept per calendar (about 22 years).
 _DAYS_CACHED = 8192
+#: The first and the last instant leadflow handles, epoch milliseconds (see the module docstring).
+EARLIEST_MS: Final = 0
+LATEST_MS: Final = 253_402_214_399_999
+#: The last local date ``datetime`` can hold (9999-12-31).
+_LAST_ORDINAL: Final = dt.date.max.toordinal()
 
 
 def _ms_of_day(time: dt.time) -> int:
@@ -61,28 +73,40 @@ class BusinessCalendar:
 
         Outside working hours the clock starts at the next working moment. A deadline that lands
         exactly at the end of a working day is that end, not the next morning.
+
+        Clamped: a deadline that would fall after ``LATEST_MS`` (9999-12-30T23:59:59.999Z) is
+        ``LATEST_MS``, so it never overflows the range of time; it fires when the clock reaches the
+        end of the range. A policy whose deadlines can be more than
+        ``schemas.policy_file.MAX_DEADLINE_DAYS`` after their start is refused at load, so only
+        events near the end of the range meet the clamp.
         """
         remaining = self.duration_ms(duration, business)
         if not business:
-            return start_ms + remaining
+            return min(start_ms + remaining, LATEST_MS)
         return self.add_working_ms(start_ms, remaining)
 
     def add_working_ms(self, start_ms: int, working_ms: int) -> int:
-        """The instant when ``working_ms`` of working time have passed since ``start_ms``."""
+        """The instant when ``working_ms`` of working time have passed since ``start_ms``; at most
+        ``LATEST_MS`` (clamped, as in :meth:`add`)."""
+        if start_ms >= LATEST_MS:
+            return LATEST_MS
         remaining = working_ms
         day = self._local_ordinal(start_ms)
-        while True:
+        while day <= _LAST_ORDINAL:
             interval = self._day_interval(day)
             if interval is not None:
                 begin, end = interval
+                if begin >= LATEST_MS:
+                    break
                 if begin < start_ms:
                     begin = start_ms
                 if begin < end:
                     available = end - begin
                     if remaining <= available:
-                        return begin + remaining
+                        return min(begin + remaining, LATEST_MS)
                     remaining -= available
             day += 1
+        return LATEST_MS
 
     def working_ms_between(self, start_ms: int, end_ms: int) -> int:
         """Working time in ``[start_ms, end_ms)``; 0 when ``end_ms`` is not after ``start_ms``."""

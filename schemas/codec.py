@@ -30,6 +30,7 @@ import fastavro
 import fastavro.validation
 import orjson
 
+from lifecycle.calendar import EARLIEST_MS, LATEST_MS
 from lifecycle.errors import EventError
 from lifecycle.events import (
     DEAL_STAGES,
@@ -71,6 +72,7 @@ MAX_ID_CHARS: Final = 256  # event_id, lead_id: they recur in every output recor
 MAX_TEXT_CHARS: Final = 1024  # every other string field
 #: A dead letter of an oversized message keeps this many of its first bytes.
 DLQ_ORIGINAL_BYTES: Final = 4096
+FUTURE_TIMESTAMP: Final = "future_timestamp"
 
 ERROR_CODES: Final[Mapping[str, str]] = {
     EMPTY_MESSAGE: "the message value is empty (zero bytes, or a tombstone)",
@@ -80,14 +82,19 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     MISSING_FIELD: "a required field is absent or null",
     INVALID_FIELD: "a field has the wrong type, a required string is empty, or an amount is not finite",
     UNKNOWN_EVENT_TYPE: "event_type is a string but not one of the six event types",
-    INVALID_TIMESTAMP: "occurred_at (JSON) is not an RFC 3339 date-time with an offset, or names no real instant",
+    INVALID_TIMESTAMP: "occurred_at (JSON) is not an RFC 3339 date-time with an offset, or names no real "
+                       "instant, or (JSON and Avro) lies outside 1970-01-01T00:00:00Z .. 9999-12-30T23:59:59.999Z",
     INVALID_VALUE: "a value outside its enum: email action, touch channel, disposition decision, deal stage",
     UNKNOWN_SCHEMA_ID: "the Avro schema id is not known to the schema lookup",
     INVALID_AVRO: "bad magic byte, frame under 5 bytes, or a body that does not decode (truncated, trailing bytes, time out of range)",
     MESSAGE_TOO_LARGE: f"the message is over {MAX_MESSAGE_BYTES} bytes; its dead letter keeps the first {DLQ_ORIGINAL_BYTES} bytes and the size",
     FIELD_TOO_LONG: f"event_id or lead_id over {MAX_ID_CHARS} characters, or another string over {MAX_TEXT_CHARS}",
+    FUTURE_TIMESTAMP: "live only: occurred_at is further ahead of the worker's clock than LEADFLOW_FUTURE_MARGIN (default 1 h)",
 }
 """Every code an ``EventError`` from this module can carry, with its meaning. Codes never change."""
+
+#: The accepted range of ``occurred_at`` (and of every time in an output record read back), as text.
+_RANGE_TEXT: Final = f"the accepted range {format_time(EARLIEST_MS)} .. {format_time(LATEST_MS)}"
 
 
 # --- shared validation -------------------------------------------------------------------------------
@@ -230,6 +237,9 @@ def _event(obj: object, occurred_at_of: Callable[[object], int]) -> LeadEvent:
         name, value = ("event_id", event_id) if len(event_id) > MAX_ID_CHARS else ("lead_id", lead_id)
         raise _too_long(name, value, MAX_ID_CHARS)
     occurred_at = occurred_at_of(obj.get("occurred_at"))
+    if not EARLIEST_MS <= occurred_at <= LATEST_MS:
+        raise EventError(INVALID_TIMESTAMP, f"occurred_at: {_shown(obj.get('occurred_at'))} is outside "
+                                            f"{_RANGE_TEXT}")
     source = obj.get("source")
     if source is not None and (type(source) is not str or len(source) > MAX_TEXT_CHARS):
         if type(source) is str:
@@ -302,6 +312,23 @@ def decode_json(value: bytes) -> LeadEvent:
     """One JSON message -> a validated event; ``EventError`` with a code of ``ERROR_CODES`` otherwise."""
     _check_size(value)
     return _event(json_document(value), _json_occurred_at)
+
+
+def check_not_future(event: LeadEvent, now_ms: int, margin_ms: int) -> EventError | None:
+    """``future_timestamp`` when ``event`` happened more than ``margin_ms`` after ``now_ms`` (the live
+    worker's wall clock; ``LEADFLOW_FUTURE_MARGIN``, default 1 h), else None.
+
+    Live, the clock of every SLA is the wall clock, so an event from the future cannot be judged
+    now: a producer's clock is wrong, or a date was mistyped (2062 for 2026). The worker
+    dead-letters it instead of applying it. Replay has no wall clock and applies every event; its
+    summary warns when its clock jumps ahead (``leadflow.replay.ClockWatch``).
+    """
+    ahead = event.occurred_at - now_ms
+    if ahead <= margin_ms:
+        return None
+    return EventError(FUTURE_TIMESTAMP, f"occurred_at {format_time(event.occurred_at)} is {ahead / 3_600_000:.1f} h "
+                                        f"ahead of the clock ({format_time(now_ms)}); the margin is "
+                                        f"{margin_ms / 3_600_000:g} h")
 
 
 def _event_dict(event: LeadEvent) -> dict[str, Any]:
@@ -520,6 +547,10 @@ def _valid(record: Record) -> Record:
     for name in _IDS.intersection(cls.__slots__):
         if getattr(record, name) == "":
             raise EventError(INVALID_FIELD, f"{name}: empty")
+    for name in TIME_FIELDS.intersection(cls.__slots__):
+        value = getattr(record, name)
+        if type(value) is int and not EARLIEST_MS <= value <= LATEST_MS:
+            raise EventError(INVALID_TIMESTAMP, f"{name}: {value} ms is outside {_RANGE_TEXT}")
     try:
         fastavro.validation.validate(as_dict(record), _record_schema(cls), raise_errors=True)
     except fastavro.validation.ValidationError as exc:

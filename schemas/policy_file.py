@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -39,6 +40,13 @@ from lifecycle.policy import (
 #: The longest duration a policy may name: beyond it a deadline is a typo, and business-time
 #: arithmetic walks the calendar day by day.
 MAX_DURATION_MS: Final = 3650 * DURATION_UNITS_MS["d"]
+#: Every deadline of an SLA instance (its escalation included) falls at most this many days after
+#: the instance starts, in the worst case of its calendar: a policy that could do otherwise is
+#: refused at load (business time on a calendar of one minute a week takes millennia). Deadlines
+#: near the end of the range of time are clamped (``lifecycle.calendar.LATEST_MS``).
+MAX_DEADLINE_DAYS: Final = 3650
+#: Arrays and inline tables nested deeper than this are refused (a policy needs three levels).
+MAX_NESTING: Final = 64
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _CLOCK_TIME = re.compile(r"(\d{2}):(\d{2})")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -80,7 +88,26 @@ def parse_policy(text: str, file: str = "<policy>") -> Policy:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(exc, text, file) from exc
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise PolicyError(file, _too_deep_line(text), None,
+                          f"arrays or inline tables nested more than {MAX_NESTING} deep") from None
     return _PolicyReader(text, file).read(data)
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where brackets and braces (outside strings and comments) first nest deeper than
+    ``MAX_NESTING``; None if they never do."""
+    depth, line = 0, 1
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if match.lastgroup == "punct" and token in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line
+        elif match.lastgroup == "punct" and token in "]}":
+            depth = max(0, depth - 1)
+        line += token.count("\n")
+    return None
 
 
 def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str) -> PolicyError:
@@ -114,7 +141,10 @@ class _PolicyReader:
 
     def fail(self, path: _Path, problem: str) -> PolicyError:
         if self._key_lines is None:
-            self._key_lines = key_lines(self.text)
+            try:
+                self._key_lines = key_lines(self.text)
+            except RecursionError:  # deeply nested values: the error still names file and key
+                self._key_lines = {}
         line = None
         for length in range(len(path), 0, -1):
             line = self._key_lines.get(path[:length])
@@ -128,6 +158,7 @@ class _PolicyReader:
         calendar = self.calendar(CalendarPolicy(), data.get("calendar", {}), ("calendar",))
         slas = self.slas(DEFAULT_SLAS, data.get("sla", {}), ("sla",))
         lateness = self.lateness(Lateness(), data.get("lateness", {}), ("lateness",), _LATENESS_KEYS)
+        self.deadlines_in_range(calendar, slas, ("sla",))
         teams: dict[str, TeamPolicy] = {}
         for team, section in self.table(data.get("teams", {}), ("teams",)).items():
             path = ("teams", team)
@@ -138,6 +169,7 @@ class _PolicyReader:
                 # a lead's events are held before its team is known: reorder is deployment-wide
                 self.lateness(lateness, section.get("lateness", {}), (*path, "lateness"), ("grace",)),
             )
+            self.deadlines_in_range(teams[team].calendar, teams[team].slas, (*path, "sla"))
         return Policy(scoring, calendar, slas, frozen_map(teams), source=self.file, lateness=lateness)
 
     def lateness(self, base: Lateness, section: Any, path: _Path, keys: tuple[str, ...]) -> Lateness:
@@ -151,6 +183,27 @@ class _PolicyReader:
             return 0
         duration = self.duration(value, path)
         return round(duration.amount * DURATION_UNITS_MS[duration.unit])
+
+    def deadlines_in_range(self, calendar: CalendarPolicy, slas: Mapping[str, SlaPolicy], path: _Path) -> None:
+        """Refuse an SLA whose last deadline can fall more than ``MAX_DEADLINE_DAYS`` after its start
+        in ``calendar``: the worst case counts whole weeks of the calendar's working time, one week
+        more for where in a week the SLA starts, and every holiday."""
+        business_calendar = BusinessCalendar(calendar)
+        week_ms = len(calendar.workdays) * business_calendar.workday_ms
+        for name, sla in slas.items():
+            steps = [sla.within] + ([sla.escalate_after] if sla.escalate_after is not None else [])
+            total_ms = sum(business_calendar.duration_ms(step, sla.business) for step in steps)
+            if sla.business:
+                days = math.ceil(total_ms / week_ms * 7) + 7 + len(calendar.holidays)
+            else:
+                days = math.ceil(total_ms / DURATION_UNITS_MS["d"])
+            if days > MAX_DEADLINE_DAYS:
+                clock = "business time" if sla.business else "calendar time"
+                shown = " + ".join(str(step) for step in steps)
+                raise self.fail((*path, name, "within"),
+                                f"{shown} of {clock} can end {days:,} days after the SLA starts in this "
+                                f"calendar; every deadline must fall within {MAX_DEADLINE_DAYS} days "
+                                "(shorten the SLA or widen the working hours)")
 
     def table(self, value: Any, path: _Path, keys: tuple[str, ...] | None = None) -> dict:
         if not isinstance(value, dict):

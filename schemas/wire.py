@@ -23,13 +23,19 @@ _day_prefix: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DDT"; a few
 
 
 def format_time(ms: int) -> str:
-    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (hot: every output record has two or more)."""
+    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (hot: every output record has two or more).
+
+    Always RFC 3339: a four-digit year, also before year 1000 (``strftime("%Y")`` writes ``1`` for
+    year 1 on Linux). Every instant of ``datetime``'s range formats; leadflow's own records stay in
+    ``lifecycle.calendar.EARLIEST_MS`` .. ``LATEST_MS``.
+    """
     days, rest = divmod(ms, _DAY_MS)
     prefix = _day_prefix.get(days)
     if prefix is None:
         if len(_day_prefix) > 100_000:
             _day_prefix.clear()
-        prefix = _day_prefix[days] = (_EPOCH + dt.timedelta(days=days)).strftime("%Y-%m-%dT")
+        day = _EPOCH + dt.timedelta(days=days)
+        prefix = _day_prefix[days] = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T"
     seconds, millis = divmod(rest, 1000)
     hours, seconds = divmod(seconds, 3600)
     minutes, seconds = divmod(seconds, 60)
@@ -37,7 +43,10 @@ def format_time(ms: int) -> str:
 
 
 def parse_time(text: str) -> int:
-    """RFC 3339 with an offset (``Z`` or ``±HH:MM``) -> epoch milliseconds. ValueError otherwise."""
+    """RFC 3339 with an offset (``Z`` or ``±HH:MM``) -> epoch milliseconds. ValueError otherwise.
+
+    The result can lie outside the years 1-9999 in UTC (``0001-01-01T00:00:00+14:00``); callers
+    check the range (``schemas.codec``: ``invalid_timestamp``)."""
     moment = dt.datetime.fromisoformat(text)
     if moment.tzinfo is None:
         raise ValueError(f"timestamp without offset: {text!r}")

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
+from lifecycle.calendar import LATEST_MS
 from lifecycle.events import (
     DEAL_STAGES,
     DECISIONS,
@@ -33,7 +34,7 @@ FORM_TYPES = ("demo_request", "contact_us", "pricing", "webinar", "content_downl
 OWNERS = ("r1", "r2", "r3", "r4")
 TEAMS = ("na", "emea")
 STAGES = ("new", "engaged", "mql", "sal", "sql", "opportunity", "customer", "recycled", "disqualified")
-LAST_RFC3339_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+LAST_RFC3339_MS = LATEST_MS  # 9999-12-30T23:59:59.999Z, the last instant leadflow accepts
 
 
 def _maybe(values: st.SearchStrategy[str] | Sequence[str]) -> st.SearchStrategy[str | None]:

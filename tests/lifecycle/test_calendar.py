@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lifecycle.calendar import BusinessCalendar, calendar_for
+from lifecycle.calendar import LATEST_MS, BusinessCalendar, calendar_for
 from lifecycle.policy import CalendarPolicy, Duration
 
 HOUR = 3_600_000
@@ -201,3 +201,22 @@ def test_adding_more_business_time_never_ends_earlier(policy, start, shorter, lo
     first = cal.add(start, Duration(shorter / 1000, "s"), business=True)
     assert first <= cal.add(start, Duration(longer / 1000, "s"), business=True)
     assert first >= start
+
+
+# --- the end of the range of time: deadlines are clamped, never overflow ----------------------------
+
+
+@pytest.mark.parametrize("timezone", ["UTC", "Pacific/Kiritimati", "Etc/GMT+12", "Europe/Berlin"])
+@pytest.mark.parametrize("business", [True, False])
+def test_a_deadline_past_the_end_of_the_range_is_clamped_to_it(timezone: str, business: bool):
+    calendar = calendar_for(CalendarPolicy(timezone=timezone))
+    for start in (LATEST_MS - 10 * 86_400_000, LATEST_MS - HOUR, LATEST_MS):
+        due = calendar.add(start, Duration(30, "d"), business)
+        assert due == LATEST_MS
+    assert calendar.add(LATEST_MS - 30 * 86_400_000, Duration(1, "s"), False) == LATEST_MS - 30 * 86_400_000 + 1000
+
+
+def test_a_deadline_inside_the_range_is_not_clamped():
+    # Thursday 9999-12-30 10:00 UTC + 4 business hours: 14:00, the same day.
+    assert add(UTC_9_TO_5, "9999-12-30T10:00+00:00", "4h") == at("9999-12-30T14:00+00:00")
+    assert add(UTC_9_TO_5, "1970-01-01T00:00+00:00", "1h") == at("1970-01-01T10:00+00:00")

@@ -15,11 +15,13 @@ from hypothesis import given, settings
 from lifecycle.errors import EventError
 from lifecycle.events import EVENT_TYPES, DealStageChanged, FormFilled, LeadEvent, SalesTouched
 from lifecycle.records import TIME_FIELDS, AlertRecord, DlqRecord, LifecycleRecord, Record, as_dict
+from lifecycle.calendar import EARLIEST_MS, LATEST_MS
 from schemas.codec import (
     BUNDLED_SCHEMA_IDS,
     ERROR_CODES,
     BundledSchemas,
     bundled_schemas,
+    check_not_future,
     decode,
     decode_avro,
     decode_json,
@@ -31,7 +33,7 @@ from schemas.codec import (
     encode_json,
     encode_record_avro,
 )
-from schemas.wire import wire_dict
+from schemas.wire import parse_time, wire_dict
 from tests.strategies import events, output_records, wild_events
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
@@ -277,7 +279,7 @@ def test_every_error_code_is_documented_in_one_line() -> None:
     assert set(ERROR_CODES) == {
         "invalid_utf8", "invalid_json", "not_an_object", "missing_field", "invalid_field",
         "unknown_event_type", "invalid_timestamp", "invalid_value", "unknown_schema_id", "invalid_avro",
-        "empty_message", "message_too_large", "field_too_long",
+        "empty_message", "message_too_large", "field_too_long", "future_timestamp",
     }
     assert all(doc and "\n" not in doc for doc in ERROR_CODES.values())
 
@@ -478,3 +480,58 @@ def test_ids_and_strings_have_length_limits(field: str, size: int, code: str | N
         assert getattr(decode_json(value), field) == "y" * size
     else:
         assert error_of(value).code == code
+
+
+# --- the range of time -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("occurred_at", [
+    "0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00Z", "1969-12-31T23:59:59.999Z",
+    "9999-12-31T00:00:00Z", "9999-12-31T10:00:00Z", "9999-12-30T23:59:59-14:00",
+])
+def test_occurred_at_outside_the_range_of_time_is_an_invalid_timestamp(occurred_at: str) -> None:
+    error = error_of(message(occurred_at=occurred_at))
+    assert error.code == "invalid_timestamp" and "accepted range" in error.detail
+
+
+@pytest.mark.parametrize(("occurred_at", "ms"), [
+    ("1970-01-01T00:00:00Z", EARLIEST_MS), ("1970-01-01T01:00:00+01:00", EARLIEST_MS),
+    ("9999-12-30T23:59:59.999Z", LATEST_MS),
+])
+def test_the_ends_of_the_range_are_accepted(occurred_at: str, ms: int) -> None:
+    assert decode_json(message(occurred_at=occurred_at)).occurred_at == ms
+
+
+@pytest.mark.parametrize("occurred_at", [-1, LATEST_MS + 1, 2**62])
+def test_avro_times_outside_the_range_are_an_invalid_timestamp(occurred_at: int) -> None:
+    schema = json.loads((SCHEMA_DIR / "form_fill.avsc").read_text())
+    for f in schema["fields"]:
+        if f["name"] == "occurred_at":
+            f["type"] = "long"   # a producer's schema without the logical type: any long goes
+    datum = {**VALID, "occurred_at": occurred_at, "form_id": None, "source": None}
+    frame = avro_frame(1, schema, datum)
+    assert error_of(frame, lambda _id: fastavro.parse_schema(schema)).code == "invalid_timestamp"
+
+
+def test_an_output_record_with_a_time_outside_the_range_is_refused() -> None:
+    record = AlertRecord(
+        alert_id="a1", type="sla_warning", lead_id="L1", sla="first_touch", reason=None, level=0,
+        stage="mql", owner_id=None, team=None, started_at=0, due_at=1, detected_at=LATEST_MS + 1,
+        overdue_by_ms=0, resolves_alert_id=None)
+    value = json.dumps({**wire_dict(record), "detected_at": "9999-12-31T00:00:00.000Z"}).encode()
+    with pytest.raises(EventError) as caught:
+        decode_record(AlertRecord, value)
+    assert caught.value.code == "invalid_timestamp"
+    with pytest.raises(EventError) as caught:
+        decode_record(AlertRecord, encode_record_avro(record), bundled_schemas())
+    assert caught.value.code == "invalid_timestamp"
+
+
+def test_check_not_future_refuses_events_beyond_the_margin() -> None:
+    event = decode_json(message(occurred_at="2026-03-02T10:00:00Z"))
+    now = parse_time("2026-03-02T09:00:00Z")
+    assert check_not_future(event, now, 3_600_000) is None              # exactly the margin ahead
+    assert check_not_future(event, now + 3_600_000, 3_600_000) is None  # in the past
+    error = check_not_future(event, now - 1, 3_600_000)
+    assert error is not None and error.code == "future_timestamp" and error.code in ERROR_CODES
+    assert "2026-03-02T10:00:00.000Z" in error.detail
+    assert check_not_future(event, now - 1, 2 * 3_600_000) is None

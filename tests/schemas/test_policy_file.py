@@ -378,3 +378,52 @@ def test_a_file_that_is_not_utf8_is_refused_naming_the_line(tmp_path):
     with pytest.raises(PolicyError, match="not UTF-8") as caught:
         load_policy(path)
     assert caught.value.line == 2
+
+
+# --- deadlines stay in the range of time; nesting stays bounded -----------------------------------
+
+def test_an_sla_whose_deadline_can_run_for_millennia_is_refused_naming_its_key() -> None:
+    text = textwrap.dedent("""\
+        [calendar]
+        workdays = ["mon"]
+        day_start = "09:00"
+        day_end = "09:01"
+
+        [sla.first_touch]
+        within = "87600h"
+        business = true
+        """)
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p.toml")
+    assert (caught.value.line, caught.value.key) == (7, "sla.first_touch.within")
+    assert "3650 days" in caught.value.problem
+
+
+def test_a_team_calendar_that_stretches_an_inherited_sla_is_refused() -> None:
+    text = textwrap.dedent("""\
+        [sla.qualification]
+        within = "1000d"
+        business = true
+
+        [teams.night]
+        calendar = { workdays = ["sun"], day_start = "00:00", day_end = "01:00" }
+        """)
+    parse_policy(text.split("[teams")[0])       # 1000 working days of 8 h, Mon-Fri: 4 years, fine
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "p.toml")
+    assert caught.value.key == "teams.night.sla.qualification.within" and caught.value.line == 5
+
+
+def test_long_but_reachable_deadlines_are_accepted() -> None:
+    policy = parse_policy('[sla.nurture]\nwithin = "3650d"\nbusiness = false\n')
+    assert policy.slas["nurture"].within == Duration(3650, "d")
+
+
+@pytest.mark.parametrize("nested", ["x = " + "[" * 100_000 + "]" * 100_000,
+                                    "x = " + "{a = " * 100_000 + "1" + "}" * 100_000])
+def test_a_policy_nested_100k_deep_is_refused_with_file_and_line(nested: str) -> None:
+    text = '[sla.first_touch]\nwithin = "4h"\n' + nested + "\n"
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text, "deep.toml")
+    assert caught.value.file == "deep.toml" and caught.value.line == 3
+    assert "nested more than" in str(caught.value)

@@ -56,3 +56,18 @@ def test_a_dead_letter_whose_bytes_are_not_base64_does_not_read_back(record):
     wire = {**wire_dict(record), "original": "not base64!"}
     with pytest.raises(binascii.Error):
         dlq_from_wire(wire)
+
+
+@pytest.mark.parametrize(("ms", "text"), [
+    (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),
+    (-30_610_310_400_000, "0999-12-31T00:00:00.000Z"),
+    (0, "1970-01-01T00:00:00.000Z"),
+    (253_402_214_399_999, "9999-12-30T23:59:59.999Z"),
+])
+def test_format_time_writes_a_four_digit_year_and_parses_back(ms: int, text: str) -> None:
+    assert format_time(ms) == text
+    assert parse_time(text) == ms
+
+
+def test_a_time_that_its_offset_takes_before_year_1_parses_without_overflow() -> None:
+    assert parse_time("0001-01-01T00:00:00+14:00") == -62_135_596_800_000 - 14 * 3_600_000
