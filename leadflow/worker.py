@@ -9,6 +9,9 @@ Environment (all optional):
   isolated deployment per prefix on a shared broker;
 - ``LEADFLOW_WEB_HOST`` (default ``127.0.0.1``): the host other workers use to reach this one's web
   port (``GET /leads/{id}`` is routed to the worker owning the lead); set it on a real network;
+- ``LEADFLOW_WEB_BIND`` (default ``127.0.0.1``): the address the web server listens on;
+  ``LEADFLOW_WEB_TOKEN``: bearer token for ``GET /leads/{id}``; ``LEADFLOW_WEB_DEBUG_VIEWS=1``: also
+  faust's ``/table`` and ``/router`` views (README: Security);
 - ``LEADFLOW_LOGLEVEL`` (default ``warning``);
 - ``LEADFLOW_SQL_URL`` / ``LEADFLOW_WEBHOOK_URL``: the outputs also go to these sinks
   (``streams.relay``: consumer group ``<app_id>.sinks``, at least once, idempotent by id).
@@ -20,7 +23,7 @@ import os
 import sys
 from typing import Any
 
-from lifecycle.errors import StoreFailure
+from lifecycle.errors import ConfigError, StoreFailure
 from lifecycle.policy import Policy
 from streams.app import TABLE, build_app
 from leadflow.broker import resolve_broker
@@ -64,6 +67,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
 
         policy, policy_path = load_policy(settings.policy), settings.policy
     topics = settings.topics.with_tables(TABLE)
+    if web_port:
+        check_port(settings.web_bind, web_port)  # one line now, not a traceback from faust later
     bootstrap, embedded = resolve_broker(broker)
     try:
         remote = embedded is None  # security settings are for the user's cluster, never the embedded one
@@ -71,6 +76,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         quirks = broker_quirks(settings, bootstrap, embedded is not None)
         lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
                        web_port=web_port, data_dir=data_dir, web_host=settings.web_host,
+                       web_bind=settings.web_bind, web_token=settings.web_token,
+                       web_debug_views=settings.web_debug_views,
                        **(faust_kwargs(settings) if remote else {}))
         lf.store_retry_seconds = settings.store_retry_seconds
         if settings.schema_registry_url:  # Avro inputs: ids from the registry (cached); unknown -> DLQ
@@ -86,7 +93,9 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "
               f"policy {policy_path or 'built-in'}"
               + f", {lf.output.name} output"
-              + (f", http://127.0.0.1:{web_port}/health" if web_port else ""), file=sys.stderr, flush=True)
+              + (f", http://{_url_host(settings.web_bind)}:{web_port}/health" if web_port else "")
+              + (", lead lookups need the web token" if web_port and settings.web_token else ""),
+              file=sys.stderr, flush=True)
         _dump_tasks_on_sigusr1()
         worker = faust.Worker(lf.app, loglevel=settings.loglevel,
                               quiet=True, redirect_stdouts=False)
@@ -111,6 +120,32 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def check_port(host: str, port: int) -> None:
+    """``ConfigError`` (exit status 2, one line) when ``host:port`` cannot be listened on: taken by
+    another process, or an address this machine does not have."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as exc:
+        raise ConfigError(f"--web-port {port}: cannot resolve LEADFLOW_WEB_BIND={host!r}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise ConfigError(f"--web-port {port}: cannot listen on {host}:{port}: "
+                              f"{exc.strerror or exc}") from None
+
+
+def _url_host(host: str) -> str:
+    """The bind address as a URL host: ``[::1]`` for IPv6, ``127.0.0.1`` for every interface."""
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 def _dump_tasks_on_sigusr1() -> None:

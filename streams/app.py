@@ -28,6 +28,7 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import tempfile
 import time
@@ -48,6 +49,7 @@ from lifecycle.policy import Policy
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord
 from lifecycle.timers import TimerSet
 from schemas import codec
+from schemas.secrets import Secret
 from schemas.wire import format_time
 from streams import rows
 from streams.faust_patches import Transport, committed_offset, paused_partitions
@@ -521,12 +523,18 @@ def build_app(
     data_dir: str | None = None,
     store: str | None = None,
     web_host: str = "127.0.0.1",
+    web_bind: str = "127.0.0.1",
+    web_token: Secret | None = None,
+    web_debug_views: bool = False,
     **settings: Any,
 ) -> LeadflowApp:
     """A new faust app (nothing is built at import time) with the lead agent, table, timer and views.
 
     ``topics`` must already exist (``ensure_topics(bootstrap, topics.with_tables("leads"))``).
     ``store``: default ``rocksdb://`` when ``data_dir`` is given, else ``memory://``.
+    The web server listens on ``web_bind`` (``LEADFLOW_WEB_BIND``); ``web_host`` is the address
+    other workers use to reach it. faust's ``/table`` (raw rows) and ``/router`` views are served
+    only with ``web_debug_views``; ``GET /leads/{id}`` asks for ``web_token`` when one is given.
     ``settings`` override any faust setting.
     """
     overrides: dict[str, Any] = dict(WORKER_SETTINGS)
@@ -535,7 +543,8 @@ def build_app(
     # default): give it a private temporary one instead of littering wherever the worker starts.
     overrides["datadir"] = data_dir or tempfile.mkdtemp(prefix=f"leadflow-{app_id}-")
     if web_port is not None:
-        overrides.update(web_enabled=True, web_port=web_port, web_host=web_host, web_bind="0.0.0.0")
+        overrides.update(web_enabled=True, web_port=web_port, web_host=web_host, web_bind=web_bind,
+                         web_tables_enabled=web_debug_views, web_router_enabled=web_debug_views)
     else:
         overrides["web_enabled"] = False
     overrides.update(settings)
@@ -572,17 +581,34 @@ def build_app(
         await lf.unstall()
 
     if web_port is not None:
-        _add_views(lf)
+        _add_views(lf, web_token)
     return lf
 
 
-def _add_views(lf: LeadflowApp) -> None:
+def bearer_allows(authorization: str | None, token: Secret | None) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>``; always, when no token is set.
+    Compared in constant time (``hmac.compare_digest``), so the answer's timing tells nothing."""
+    if token is None:
+        return True
+    scheme, _, given = (authorization or "").strip().partition(" ")
+    expected = token.reveal().encode()
+    return hmac.compare_digest(given.strip().encode() if scheme.lower() == "bearer" else b"", expected)
+
+
+def _add_views(lf: LeadflowApp, token: Secret | None = None) -> None:
     app = lf.app
 
     @app.page("/leads/{lead_id}")
     class LeadView(faust.web.View):
-        @app.table_route(table=lf.table, match_info="lead_id")
         async def get(self, request: faust.web.Request, lead_id: str) -> faust.web.Response:
+            # checked before routing: the owner checks the forwarded header again
+            if not bearer_allows(request.headers.get("Authorization"), token):
+                return self.json({"error": "a bearer token is required"}, status=401,
+                                 headers={"WWW-Authenticate": 'Bearer realm="leadflow"'})
+            return await self.owned(request, lead_id=lead_id)
+
+        @app.table_route(table=lf.table, match_info="lead_id")
+        async def owned(self, request: faust.web.Request, lead_id: str) -> faust.web.Response:
             doc = lf.lead_view(lead_id)
             if doc is None:
                 return self.json({"error": "unknown lead", "lead_id": lead_id}, status=404)
