@@ -13,10 +13,12 @@ from typing import Any
 
 import click
 
+from lifecycle.calendar import EARLIEST_MS, LATEST_MS
 from lifecycle.errors import ConfigError, LeadflowError, PolicyError
 from lifecycle.policy import Policy
 from schemas.policy_file import load_policy
-from schemas.wire import parse_time
+from schemas.secrets import redact_text
+from schemas.wire import format_time, parse_time
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -30,9 +32,35 @@ def _time(value: str | None, option: str) -> int | None:
     if value is None:
         return None
     try:
-        return parse_time(value)
+        ms = parse_time(value)
     except ValueError:
         raise click.BadParameter(f"not an RFC 3339 time with offset: {value!r}", param_hint=option)
+    if not EARLIEST_MS <= ms <= LATEST_MS:
+        raise click.BadParameter(f"{value!r} is outside {format_time(EARLIEST_MS)} .. {format_time(LATEST_MS)}",
+                                 param_hint=option)
+    return ms
+
+
+def _inputs(files: tuple[str, ...]) -> None:
+    """Every FILE readable before anything starts (exit status 2 otherwise)."""
+    from leadflow.replay import Source
+
+    for name in files:
+        problem = Source(name).problem()
+        if problem is not None:
+            raise click.BadParameter(problem, param_hint="FILE")
+
+
+def _option(name: str, value: str | None, flag: str) -> Any:
+    """A command-line value checked as its LEADFLOW_* variable is (``streams.config``)."""
+    if value is None:
+        return None
+    from streams.config import parse_option
+
+    try:
+        return parse_option(name, value)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint=flag) from None
 
 
 policy_option = click.option(
@@ -64,15 +92,18 @@ def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until:
     from leadflow import replay_view
 
     until_ms = _time(until, "--until")
-    for name in files:
-        if name != "-" and not os.path.isfile(name):
-            raise click.BadParameter(f"no such file: {name}", param_hint="FILE")
+    _inputs(files)
+    _option("sql_url", sql_url, "--sql")
+    _option("webhook_url", webhook_url, "--webhook")
+    margin = _option("future_margin_ms", os.environ.get("LEADFLOW_FUTURE_MARGIN", "").strip() or None,
+                     "LEADFLOW_FUTURE_MARGIN")
     policy = _policy(policy_path)
     from leadflow.replay import sinks_for
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    replay_view.run(files, out, policy, until_ms, show, sinks_for(out, sql_url, webhook_url))
+    replay_view.run(files, out, policy, until_ms, show, sinks_for(out, sql_url, webhook_url),
+                    **({"margin_ms": margin} if margin is not None else {}))
 
 
 @cli.command()
@@ -107,8 +138,7 @@ def produce(file: str, broker: str | None) -> None:
     """Publish JSON-lines events to their input topics."""
     from leadflow import produce as produce_module
 
-    if file != "-" and not os.path.isfile(file):
-        raise click.BadParameter(f"no such file: {file}", param_hint="FILE")
+    _inputs((file,))
     produce_module.run(file, broker=broker)
 
 
@@ -134,6 +164,7 @@ def report_command(source: str, fmt: str, html: str | None) -> int:
     from leadflow.report import build_report, render_json, render_text
     from leadflow.report_html import render_html
     from leadflow.report_sources import load_source
+    from leadflow.terminal import plain
 
     if fmt not in ("text", "json"):
         print(f"leadflow report: --format must be text or json, not {fmt!r}", file=sys.stderr)
@@ -152,10 +183,10 @@ def report_command(source: str, fmt: str, html: str | None) -> int:
                 print(f"HTML report written to {html}")
         return 0
     except ConfigError as exc:
-        print(f"leadflow report: {exc}", file=sys.stderr)
+        print(plain(redact_text(f"leadflow report: {exc}")), file=sys.stderr)
         return 2
     except (LeadflowError, OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"leadflow report: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(plain(redact_text(f"leadflow report: {type(exc).__name__}: {exc}")), file=sys.stderr)
         return 1
 
 
@@ -181,17 +212,13 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(EXIT_FAILURE)
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx is not None else prog
-        click.echo(f"{command}: {error.format_message()} (see {command} --help)", err=True)
-        sys.exit(EXIT_USAGE)
+        _fail(f"{command}: {error.format_message()} (see {command} --help)", EXIT_USAGE)
     except click.ClickException as error:
-        click.echo(f"{prog}: {error.format_message()}", err=True)
-        sys.exit(EXIT_FAILURE)
+        _fail(f"{prog}: {error.format_message()}", EXIT_FAILURE)
     except (PolicyError, ConfigError) as error:
-        click.echo(f"{prog}: {error}", err=True)
-        sys.exit(EXIT_USAGE)
+        _fail(f"{prog}: {error}", EXIT_USAGE)
     except LeadflowError as error:
-        click.echo(f"{prog}: {error}", err=True)
-        sys.exit(EXIT_FAILURE)
+        _fail(f"{prog}: {error}", EXIT_FAILURE)
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)
@@ -200,5 +227,15 @@ def main(argv: list[str] | None = None) -> Any:
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, status 1
         if os.environ.get("LEADFLOW_DEBUG"):
             raise
-        click.echo(f"{prog}: {type(error).__name__}: {error} (LEADFLOW_DEBUG=1 shows the traceback)", err=True)
-        sys.exit(EXIT_FAILURE)
+        _fail(f"{prog}: {type(error).__name__}: {error} (LEADFLOW_DEBUG=1 shows the traceback)", EXIT_FAILURE)
+
+
+def _fail(message: str, status: int) -> None:
+    """Print ``message`` on standard error and exit: control characters from data are stripped and
+    secrets that a library quoted are masked (``schemas.secrets.redact_text``); a multi-line
+    message (every bad configuration value) keeps its lines."""
+    from leadflow.terminal import plain
+
+    lines = redact_text(message).split("\n")
+    click.echo("\n".join(plain(line) for line in lines), err=True)
+    sys.exit(status)

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from leadflow.replay_view import describe
+from leadflow.terminal import plain, safe
 from lifecycle.records import AlertRecord, LifecycleRecord
 from lifecycle.stages import MAIN_PATH, Stage
 
@@ -51,7 +52,7 @@ class FeedEntry:
 
     def markup(self) -> str:
         line = _feed_line(self.record)
-        return f"{line} [dim](closes {', '.join(self.closes)})[/]" if self.closes else line
+        return f"{line} [dim](closes {safe(', '.join(self.closes))})[/]" if self.closes else line
 
 
 def _short(alert: AlertRecord) -> str:
@@ -303,7 +304,7 @@ def _numbers(board: Board) -> Panel:
             detail = f"{len(board.resolutions)} breaches closed"
         grid.add_row(Text(label, style), f"{board.alerts_by_type[kind]:,}", _one_line(Text(detail, "dim")))
     grid.add_row("open alerts", f"{len(board.open_alerts):,}", "")
-    codes = " ".join(f"{code} {n}" for code, n in sorted(board.dlq_by_code.items()))
+    codes = plain(" ".join(f"{code} {n}" for code, n in sorted(board.dlq_by_code.items())))
     grid.add_row("DLQ", f"{board.dlq:,}", _one_line(Text(codes, "dim")))
     health = board.health
     if health is None:
@@ -335,7 +336,7 @@ def _title(board: Board, header: Header) -> Text:
         text.append(f"{clock(elapsed)} / {clock(board.duration)}  ({clock(board.duration - elapsed)} left)")
     else:
         text.append(f"{clock(elapsed)}  {board.phase}", "yellow")
-    text.append(f"   broker {header.broker} · app {header.app_id}", "dim")
+    text.append(plain(f"   broker {header.broker} · app {header.app_id}"), "dim")
     return text
 
 
@@ -348,7 +349,7 @@ def render(board: Board, header: Header, width: int = 120, height: int = 40) -> 
         top.add_column(ratio=1)
         top.add_row(_funnel(board, max(8, min(34, width // 2 - 26))), _numbers(board))
         speed = (f"time runs {header.speedup:,.0f}× faster (1 s ≈ {header.speedup / 60:.0f} min of a pipeline), "
-                 "so SLAs play out in seconds" if header.speedup else f"policy {header.policy}")
+                 "so SLAs play out in seconds" if header.speedup else plain(f"policy {header.policy}"))
         return Group(
             _one_line(_title(board, header)),
             _one_line(Text(f"{speed} · Ctrl-C stops", "dim", overflow="ellipsis")),
@@ -363,9 +364,9 @@ def progress_line(board: Board) -> str:
     with board.lock:
         stages = " ".join(f"{s} {board.in_stage[s]}" for s in FUNNEL if board.in_stage[s])
         alerts = " ".join(f"{k} {n}" for k, n in sorted(board.alerts_by_type.items())) or "none"
-        return (f"[{clock(board.elapsed())}/{clock(board.duration)}] sent {board.sent} "
-                f"({board.rate(board._sent_by_second):.0f}/s) · stage changes {board.transitions} · "
-                f"leads {stages or 'none'} · alerts {alerts} · open {len(board.open_alerts)} · DLQ {board.dlq}")
+        return plain(f"[{clock(board.elapsed())}/{clock(board.duration)}] sent {board.sent} "
+                     f"({board.rate(board._sent_by_second):.0f}/s) · stage changes {board.transitions} · "
+                     f"leads {stages or 'none'} · alerts {alerts} · open {len(board.open_alerts)} · DLQ {board.dlq}")
 
 
 def summary(board: Board, header: Header, *, examples: int = 5) -> Table:
@@ -375,27 +376,27 @@ def summary(board: Board, header: Header, *, examples: int = 5) -> Table:
         table.add_column(style="bold")
         table.add_column(justify="right")
         table.add_column()
-        table.add_row("ran for", clock(board.elapsed()), f"broker {header.broker}, app {header.app_id}")
+        table.add_row("ran for", clock(board.elapsed()), safe(f"broker {header.broker}, app {header.app_id}"))
         table.add_row("events sent", f"{board.sent:,}",
                       f"{board.duplicates} duplicates, {board.bad} malformed"
                       + (f", [red]{board.send_errors} not delivered[/]" if board.send_errors else ""))
         table.add_row("leads", f"{len(board.stage_of):,}",
-                      " ".join(f"{s} {board.in_stage[s]}" for s in FUNNEL if board.in_stage[s]))
+                      safe(" ".join(f"{s} {board.in_stage[s]}" for s in FUNNEL if board.in_stage[s])))
         table.add_row("stage changes", f"{board.transitions:,}", "")
         table.add_row("reached", "", conversion_text(board))
         table.add_row("alerts", f"{sum(board.alerts_by_type.values()):,}", f"{len(board.open_alerts)} still open")
         for kind, n in sorted(board.alerts_by_type.items()):
-            table.add_row(f"  {kind}", f"{n:,}", "")
+            table.add_row(f"  {safe(kind)}", f"{n:,}", "")
         owners = board.breaches_by_owner.most_common(3)
         if owners:
-            table.add_row("most breaches", "", ", ".join(f"{owner} {n}" for owner, n in owners))
+            table.add_row("most breaches", "", safe(", ".join(f"{owner} {n}" for owner, n in owners)))
         table.add_row("DLQ", f"{board.dlq:,}", "")
         for code, n in sorted(board.dlq_by_code.items()):
-            table.add_row(f"  {code}", f"{n:,}", "")
+            table.add_row(f"  {safe(code)}", f"{n:,}", "")
         table.add_row("breach → resolved", f"{len(board.resolutions):,}", "")
         for r in resolution_examples(board.resolutions, examples):
             table.add_row("", "", _resolution_line(r, header.speedup))
-        table.add_row("worker log", "", header.worker_log)
+        table.add_row("worker log", "", safe(header.worker_log))
         return table
 
 
@@ -415,8 +416,9 @@ def resolution_examples(resolutions: list[Resolution], count: int) -> list[Resol
 def _resolution_line(r: Resolution, speedup: float | None) -> str:
     took = max(0, r.resolved_at - r.breached_at) / 1000
     pipeline = f" (≈ {_human(took * speedup)} in real time)" if speedup else ""
-    owner = f" owner {r.owner_id}" if r.owner_id else ""
-    return f"[cyan]{r.lead_id}[/] {r.sla or ''} [red]{r.breach}[/] → [green]resolved[/] {took:.1f} s later{pipeline}{owner}"
+    owner = safe(f" owner {r.owner_id}") if r.owner_id else ""
+    return (f"[cyan]{safe(r.lead_id)}[/] {safe(r.sla or '')} [red]{safe(r.breach)}[/] → [green]resolved[/] "
+            f"{took:.1f} s later{pipeline}{owner}")
 
 
 def _human(seconds: float) -> str:

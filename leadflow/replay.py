@@ -7,14 +7,18 @@ however the lines are split into files (DLQ records name the file and line they 
 from __future__ import annotations
 
 import os
+import stat
 import sys
+import threading
+from collections import Counter
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
 from lifecycle.engine import Engine
-from lifecycle.errors import EventError
+from lifecycle.errors import ConfigError, EventError
+from lifecycle.events import LeadEvent
 from lifecycle.policy import Policy
 from lifecycle.processor import Processor, Tally
 from lifecycle.records import DlqRecord, LifecycleRecord, Record
@@ -23,6 +27,8 @@ from schemas.wire import record_json
 from sinks.base import FanOut, Sink, deliver
 
 OUTPUT_FILES = ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl")
+#: Held while a line is appended to dlq.jsonl: the replay loop and a sink's threads both write it.
+_DLQ_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -36,10 +42,32 @@ class Source:
         return self.name == "-"
 
     def size(self) -> int | None:
-        return None if self.is_stdin else os.path.getsize(self.name)
+        """Bytes in the file; None for standard input and anything that is not a regular file (a
+        FIFO, ``/dev/null``), whose size says nothing about what will be read."""
+        if self.is_stdin:
+            return None
+        info = os.stat(self.name)
+        return info.st_size if stat.S_ISREG(info.st_mode) else None
 
     def open(self) -> BinaryIO:
-        return sys.stdin.buffer if self.is_stdin else open(self.name, "rb")
+        if self.is_stdin:
+            if sys.stdin is None:
+                raise ConfigError("FILE '-': standard input is closed")
+            return sys.stdin.buffer
+        return open(self.name, "rb")
+
+    def problem(self) -> str | None:
+        """Why this input cannot be read, before anything starts; None when it can. A FIFO, a
+        character device (``/dev/null``: no events) and standard input are read like a file."""
+        if self.is_stdin:
+            return "standard input is closed" if sys.stdin is None else None
+        if not os.path.exists(self.name):
+            return f"no such file: {self.name}"
+        if os.path.isdir(self.name):
+            return f"is a directory: {self.name}"
+        if not os.access(self.name, os.R_OK):
+            return f"cannot read (permission denied): {self.name}"
+        return None
 
 
 def read_lines(source: Source, stream: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
@@ -48,6 +76,45 @@ def read_lines(source: Source, stream: BinaryIO) -> Iterator[tuple[int, bytes, i
         line = raw.rstrip(b"\r\n")
         if line.strip():
             yield number, line, len(raw)
+
+
+@dataclass
+class ClockJump:
+    """An event that moved the replay clock ahead by more than the margin, and how many later events
+    were then more than the margin behind the clock (their SLAs were judged at its time)."""
+
+    source: str
+    line: int
+    lead_id: str
+    event_id: str
+    from_ms: int | None
+    to_ms: int
+    behind: int = 0
+
+
+@dataclass
+class ClockWatch:
+    """Watches the replay clock (the watermark: the largest ``occurred_at`` seen) for jumps ahead of
+    the data, e.g. one event dated 2030 among events of 2026, which moves the clock for every lead.
+
+    A jump counts when the clock moves by more than ``margin_ms`` (``LEADFLOW_FUTURE_MARGIN``;
+    the first event moves it from nothing) and a later event is more than ``margin_ms`` behind the
+    clock it set; sorted input with quiet nights never warns.
+    """
+
+    margin_ms: int
+    jumps: list[ClockJump] = field(default_factory=list)
+    _last: ClockJump | None = field(default=None, init=False, repr=False)
+
+    def observe(self, before: int | None, after: int | None, event: LeadEvent, source: str, line: int) -> None:
+        if after is None:
+            return
+        if before is None or after - before > self.margin_ms:
+            self._last = ClockJump(source, line, event.lead_id, event.event_id, before, after)
+        elif after - event.occurred_at > self.margin_ms and self._last is not None:
+            if self._last.behind == 0:
+                self.jumps.append(self._last)
+            self._last.behind += 1
 
 
 def replay(
@@ -59,8 +126,11 @@ def replay(
     on_record: Callable[[Record], None] | None = None,
     processor: Processor | None = None,
     sink: Sink | None = None,
+    watch: ClockWatch | None = None,
 ) -> Tally:
     """Run every source through one processor, in order; write the three output files into ``out_dir``.
+
+    ``watch`` sees the clock before and after every event (``ClockWatch``).
 
     ``sink`` (SQL, webhook, ...) also gets every record; it is closed, so flushed, before returning,
     and what it dead-letters (an alert the webhook could not deliver) is appended to ``dlq.jsonl``.
@@ -72,6 +142,10 @@ def replay(
         lifecycle_out, alerts_out, dlq_out = (
             stack.enter_context(open(out_dir / name, "wb")) for name in OUTPUT_FILES
         )
+        # a sink's threads append to dlq.jsonl too (``sinks_for``): this handle appends as they do,
+        # a whole line at a time under the same lock, so no line is cut or written over
+        dlq_out.close()
+        dlq_out = stack.enter_context(open(out_dir / OUTPUT_FILES[2], "ab"))
 
         def write(records: list) -> None:
             for record in records:
@@ -93,13 +167,18 @@ def replay(
                     except EventError as error:
                         dead = dlq_record(line, None, error, source.name, None, number)
                         processor.reject(error.code)
-                        dlq_out.write(record_json(dead) + b"\n")
+                        with _DLQ_LOCK:
+                            dlq_out.write(record_json(dead) + b"\n")
+                            dlq_out.flush()
                         if on_record is not None:
                             on_record(dead)
                         if sink is not None:
                             deliver(sink, dead)
                         continue
+                    before = processor.clock
                     records = processor.submit(event)
+                    if watch is not None:
+                        watch.observe(before, processor.clock, event, source.name, number)
                     if records:
                         write(records)
             finally:
@@ -109,6 +188,21 @@ def replay(
     if sink is not None:
         sink.close()
     return processor.tally
+
+
+def dead_letter_counts(out_dir: Path) -> Counter[str]:
+    """Dead letters in ``dlq.jsonl`` by error code: the inputs that failed and what the sinks
+    dead-lettered on the way (``webhook_failed``, ...), read back from the file written."""
+    import orjson
+
+    counts: Counter[str] = Counter()
+    with open(out_dir / "dlq.jsonl", "rb") as lines:
+        for line in lines:
+            try:
+                counts[str(orjson.loads(line).get("error"))] += 1
+            except (orjson.JSONDecodeError, AttributeError):
+                counts["unreadable"] += 1
+    return counts
 
 
 def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Sink | None:
@@ -122,7 +216,7 @@ def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Si
         from sinks.webhook import WebhookSink
 
         def dead_letter(record: DlqRecord) -> None:
-            with open(out_dir / "dlq.jsonl", "ab") as dlq_out:
+            with _DLQ_LOCK, open(out_dir / "dlq.jsonl", "ab") as dlq_out:
                 dlq_out.write(record_json(record) + b"\n")
 
         chosen.append(WebhookSink(webhook_url, dead_letters=dead_letter))

@@ -10,13 +10,15 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from leadflow.replay import OUTPUT_FILES, Source, replay
+from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, dead_letter_counts, replay
+from leadflow.terminal import safe
 from lifecycle.policy import Policy
 from lifecycle.processor import Tally
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
 from lifecycle.stages import Stage
 from sinks.base import Sink
 from schemas.wire import format_time
+from streams.config import DEFAULT_FUTURE_MARGIN_MS
 
 #: Inputs above this size get a progress bar; below it, every record is shown when ``--show`` is unset.
 LARGE_INPUT_BYTES = 4 * 1024 * 1024
@@ -25,13 +27,14 @@ _ALERT_STYLE = {"sla_warning": "yellow", "follow_up_overdue": "red", "handoff_br
 
 
 def describe(record: Record) -> str:
-    """One line of rich markup for a record."""
+    """One line of rich markup for a record; every value from the data through ``safe``."""
     if isinstance(record, LifecycleRecord):
-        source = record.from_stage or "∅"
-        skipped = f" [dim](skipped {', '.join(record.skipped_stages)})[/]" if record.skipped_stages else ""
+        source = safe(record.from_stage or "∅")
+        skipped = (f" [dim](skipped {safe(', '.join(record.skipped_stages))})[/]"
+                   if record.skipped_stages else "")
         return (
-            f"{format_time(record.occurred_at)}  [cyan]{record.lead_id}[/] {source} → [bold]{record.to_stage}[/]"
-            f"  [dim]{record.trigger_event_type}[/]{skipped}"
+            f"{format_time(record.occurred_at)}  [cyan]{safe(record.lead_id)}[/] {source} → "
+            f"[bold]{safe(record.to_stage)}[/]  [dim]{safe(record.trigger_event_type)}[/]{skipped}"
         )
     if isinstance(record, AlertRecord):
         style = _ALERT_STYLE.get(record.type, "white")
@@ -40,16 +43,19 @@ def describe(record: Record) -> str:
             what += f" ({record.reason})" if what else record.reason
         level = f" L{record.level}" if record.type == "follow_up_overdue" else ""
         owner = f" owner {record.owner_id}" if record.owner_id else ""
-        return (
-            f"{format_time(record.detected_at)}  [cyan]{record.lead_id}[/] [{style}]{record.type}{level}[/] {what}{owner}"
-        )
+        return (f"{format_time(record.detected_at)}  [cyan]{safe(record.lead_id)}[/] "
+                f"[{style}]{safe(record.type)}{level}[/] {safe(what)}{safe(owner)}")
     assert isinstance(record, DlqRecord)
-    return f"[red]DLQ[/] {record.source_topic}:{record.source_offset} {record.error}: {record.detail}"
+    return (f"[red]DLQ[/] {safe(record.source_topic)}:{record.source_offset} {safe(record.error)}: "
+            f"{safe(record.detail)}")
 
 
 def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, show: bool | None,
-        sink: Sink | None = None) -> Tally:
+        sink: Sink | None = None, margin_ms: int = DEFAULT_FUTURE_MARGIN_MS) -> Tally:
+    """Replay ``files`` with a progress bar or the records shown, then print the summary; the
+    summary warns when the clock jumped more than ``margin_ms`` ahead of the events after it."""
     console = Console(stderr=True, highlight=False)
+    watch = ClockWatch(margin_ms)
     sources = [Source(name) for name in files]
     sizes = [s.size() for s in sources]
     known = None if any(size is None for size in sizes) else sum(s for s in sizes if s is not None)
@@ -72,11 +78,37 @@ def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, 
         with progress:
             task = progress.add_task("replay", total=known)
             tally = replay(sources, out_dir, policy, until, lambda n: progress.advance(task, n), on_record,
-                           sink=sink)
+                           sink=sink, watch=watch)
     else:
-        tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink)
+        tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink, watch=watch)
     out.print(summary(tally, out_dir))
+    for line in clock_warnings(watch):
+        console.print(line)
     return tally
+
+
+def clock_warnings(watch: ClockWatch, shown: int = 3) -> list[str]:
+    """One line of markup per jump of the clock ahead of the data (the largest few)."""
+    jumps = sorted(watch.jumps, key=lambda j: -j.behind)
+    margin = _duration(watch.margin_ms)
+    lines = []
+    for jump in jumps[:shown]:
+        moved = "started at" if jump.from_ms is None else f"jumped {_duration(jump.to_ms - jump.from_ms)} ahead to"
+        lines.append(
+            f"[yellow]warning:[/] the clock {moved} {format_time(jump.to_ms)} at "
+            f"{safe(jump.source)}:{jump.line} (lead {safe(jump.lead_id)}, event {safe(jump.event_id)}); "
+            f"{jump.behind:,} later events were more than {margin} behind it, and every SLA due before "
+            f"it fired at once (README: Time; a producer's clock?)")
+    if len(jumps) > shown:
+        lines.append(f"[yellow]warning:[/] {len(jumps) - shown} more jumps of the clock")
+    return lines
+
+
+def _duration(ms: int) -> str:
+    for unit, size in (("years", 365 * 86_400_000), ("days", 86_400_000), ("h", 3_600_000), ("min", 60_000)):
+        if ms >= size:
+            return f"{ms / size:.1f} {unit}"
+    return f"{ms / 1000:.0f} s"
 
 
 def stage_counts(out_dir: Path) -> dict[str, int]:
@@ -101,14 +133,17 @@ def summary(tally: Tally, out_dir: Path) -> Table:
     table.add_row("events read", f"{tally.read:,}")
     table.add_row("  applied", f"{tally.applied:,}")
     table.add_row("  duplicates", f"{tally.duplicates:,}")
-    table.add_row("  dead-lettered", f"{tally.dead_lettered:,}")
-    for code, count in sorted(tally.dlq_errors.items()):
-        table.add_row(f"    {code}", f"{count:,}")
+    # every dead letter in dlq.jsonl: the inputs that failed, and what a sink dead-lettered on the
+    # way (an alert the webhook could not deliver: webhook_failed)
+    dead = dead_letter_counts(out_dir)
+    table.add_row("  dead-lettered", f"{sum(dead.values()):,}")
+    for code, count in sorted(dead.items()):
+        table.add_row(f"    {safe(code)}", f"{count:,}")
     table.add_row("stage changes", f"{tally.transitions:,}")
     counts = stage_counts(out_dir)
     table.add_row("leads by stage", " ".join(f"{stage} {n:,}" for stage, n in counts.items() if n))
     table.add_row("alerts", f"{sum(tally.alerts.values()):,}")
     for kind, count in sorted(tally.alerts.items()):
         table.add_row(f"  {kind}", f"{count:,}")
-    table.add_row("written to", ", ".join(str(out_dir / name) for name in OUTPUT_FILES))
+    table.add_row("written to", safe(", ".join(str(out_dir / name) for name in OUTPUT_FILES)))
     return table

@@ -353,8 +353,11 @@ def render_json(report: Report) -> str:
 
 
 def render_text(report: Report, console: Any) -> None:
-    """Rich tables on ``console`` (a ``rich.console.Console``)."""
+    """Rich tables on ``console`` (a ``rich.console.Console``); every value from the records goes
+    through ``leadflow.terminal.safe`` (no markup, no control characters)."""
     from rich.table import Table
+
+    from leadflow.terminal import safe
 
     period = (f"{format_time(report.first_at)} → {format_time(report.last_at)}"
               if report.first_at is not None and report.last_at is not None else "no records")
@@ -365,14 +368,14 @@ def render_text(report: Report, console: Any) -> None:
     for col in ("stage", "reached", "now in stage"):
         t.add_column(col, justify="left" if col == "stage" else "right")
     for f in report.funnel:
-        t.add_row(f.stage, str(f.reached), str(f.current))
+        t.add_row(safe(f.stage), str(f.reached), str(f.current))
     console.print(t)
 
     t = Table(title="Conversion")
     for col in ("from → to", "leads", "converted", "rate"):
         t.add_column(col, justify="left" if col == "from → to" else "right")
     for c in report.conversions:
-        t.add_row(f"{c.from_stage} → {c.to_stage}", str(c.leads), str(c.converted), percent(c.rate))
+        t.add_row(safe(f"{c.from_stage} → {c.to_stage}"), str(c.leads), str(c.converted), percent(c.rate))
     console.print(t)
 
     t = Table(title="Time in stage")
@@ -380,7 +383,7 @@ def render_text(report: Report, console: Any) -> None:
         t.add_column(col, justify="left" if col == "stage" else "right")
     for s in report.time_in_stage:
         if s.count:
-            t.add_row(s.stage, str(s.count), duration(s.median_ms), duration(s.p90_ms))
+            t.add_row(safe(s.stage), str(s.count), duration(s.median_ms), duration(s.p90_ms))
     console.print(t)
 
     for title, rows in (("SLA compliance by SLA", report.compliance_by_sla),
@@ -390,21 +393,21 @@ def render_text(report: Report, console: Any) -> None:
         for col in ("group", "met on time", "late", "open", "in progress", "compliance"):
             t.add_column(col, justify="left" if col == "group" else "right")
         for c in rows:
-            t.add_row(c.group, str(c.met), str(c.late), str(c.open), str(c.in_progress), percent(c.rate))
+            t.add_row(safe(c.group), str(c.met), str(c.late), str(c.open), str(c.in_progress), percent(c.rate))
         console.print(t)
 
     t = Table(title="Top reject and disqualify reasons")
     for col in ("decision", "reason", "leads"):
         t.add_column(col, justify="right" if col == "leads" else "left")
     for r in report.reasons:
-        t.add_row(r.decision, r.reason, str(r.count))
+        t.add_row(safe(r.decision), safe(r.reason), str(r.count))
     console.print(t)
 
     t = Table(title="Leads lost, by the stage they left")
     for col in ("left stage", "recycled", "disqualified"):
         t.add_column(col, justify="left" if col == "left stage" else "right")
     for lost in report.lost:
-        t.add_row(lost.from_stage, str(lost.recycled), str(lost.disqualified))
+        t.add_row(safe(lost.from_stage), str(lost.recycled), str(lost.disqualified))
     console.print(t)
     if report.instant_handoffs:
-        console.print("Instant broken handoffs: " + ", ".join(f"{r} {n}" for r, n in report.instant_handoffs))
+        console.print("Instant broken handoffs: " + safe(", ".join(f"{r} {n}" for r, n in report.instant_handoffs)))

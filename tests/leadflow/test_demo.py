@@ -339,3 +339,31 @@ def test_the_board_counts_each_record_once_and_shows_one_line_per_resolution() -
     screen = console.export_text()
     assert "funnel" in screen and "alerts" in screen and "invalid_json" in screen
     assert len(screen.splitlines()) <= 24
+
+
+HOSTILE = ("lead[/]x", "[link=https://evil.example]click[/link]", "\x1b]0;owned\x07", "\x1b[31mred")
+
+
+def test_the_board_prints_hostile_ids_as_text_and_never_a_terminal_escape() -> None:
+    from rich.console import Console
+
+    from leadflow.demo_view import progress_line, summary
+
+    board = Board(duration=10)
+    for i, text in enumerate(HOSTILE):
+        board.add_lifecycle(_move(f"t{i}", text, None, "new"))
+        alert = _alert(f"o{i}", "follow_up_overdue", at=2_000)
+        board.add_alert(AlertRecord(**{**{s: getattr(alert, s) for s in AlertRecord.__slots__},
+                                       "lead_id": text, "owner_id": text, "sla": text}))
+        board.add_alert(_alert(f"r{i}", "sla_resolved", at=3_000, resolves=f"o{i}"))
+        board.add_dlq({"error": text})
+    header = Header("127.0.0.1:1", "demo[/]", "built-in", "/tmp/w[/].log", 5000.0)
+    console = Console(width=200, height=60, record=True, color_system="truecolor", force_terminal=True)
+    console.print(render(board, header, 200, 60))
+    console.print(summary(board, header))
+    shown = console.export_text(styles=False) + progress_line(board)
+    raw = console.export_text(styles=True)
+    assert "lead[/]x" in shown and "[link=https://evil.example]" in shown and "demo[/]" in shown
+    # no operating-system command (a window title, or the OSC 8 of a rendered link), no bell, and
+    # the colour the data asked for is text, not an escape (Rich's own style codes stay)
+    assert "\x1b]" not in raw and "\x07" not in raw and "\x1b[31mred" not in raw
