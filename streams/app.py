@@ -55,6 +55,7 @@ from streams import rows
 from streams.faust_patches import Transport, committed_offset, paused_partitions
 from streams.metrics import CONTENT_TYPE, Metrics
 from streams.output import JsonOutput, Output
+from streams.partitioning import PlacementWatch
 from streams.settings import faust_settings
 from streams.topics import Topics
 
@@ -158,6 +159,8 @@ class LeadflowApp:
     fatal: str | None = None
     #: source partition -> (committed offset last seen, monotonic time it was first seen)
     progress: dict[TP, tuple[int, float]] = field(default_factory=dict)
+    #: per source: events that arrived off their lead's partition (a CRC32 producer is named once)
+    placement: PlacementWatch = field(default_factory=PlacementWatch)
 
     @property
     def partitions(self) -> int:
@@ -306,6 +309,9 @@ class LeadflowApp:
         p = self.partition_for(lead_id)
         key = lead_id.encode()
         headers = trace_headers(message.headers)
+        if topic != self.topics.events_by_lead and (note := self.placement.observe(
+                event.source or topic, message.partition != p or message.key != key)):
+            log.warning("%s", note)
         if topic != self.topics.events_by_lead and (message.partition != p or message.key != key):
             await self._produce(self.topics.events_by_lead, key, value, p, headers=headers)
             self.metrics.forwarded.inc()
