@@ -228,8 +228,10 @@ def connect(url: str) -> tuple[Dialect, Any]:
 
         return dialect, psycopg.connect(url)
     except Exception as exc:
-        # psycopg may quote the password (a bad percent-encoding): the message is scrubbed too
-        raise SinkError(f"cannot connect to {redact_url(url)}: {redact_text(str(exc), url)}") from None
+        # psycopg may quote the password (a bad percent-encoding): the message is scrubbed, and
+        # raised outside this block so that no exception chain keeps the original
+        problem = f"cannot connect to {redact_url(url)}: {redact_text(str(exc), url)}"
+    raise SinkError(problem)
 
 
 def schema_version(conn: Any, dialect: Dialect) -> int:

@@ -132,3 +132,14 @@ def test_unsupported_url_is_refused() -> None:
     with pytest.raises(SinkError) as info:
         SqlSink("mysql://root:hunter2@localhost/x")
     assert "hunter2" not in str(info.value)
+
+
+def test_a_connection_error_never_quotes_the_password(postgres_url: str) -> None:
+    base = postgres_url.split("?")[0].replace("postgresql://postgres@", "")   # host:port/db
+    for url in (f"postgresql://postgres:p%zzsecret@{base}",                  # psycopg quotes the token
+                f"postgresql://nobody:pw-secret@{base}?password=other-secret&sslmode=disable"):
+        with pytest.raises(SinkError) as info:
+            SqlSink(url)
+        shown = str(info.value) + repr(info.value) + repr(info.value.__cause__) + repr(info.value.__context__)
+        assert "secret" not in shown, shown
+        assert "cannot connect to postgresql://" in shown
