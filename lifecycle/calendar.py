@@ -6,10 +6,11 @@ moves. Working time is real elapsed time inside those hours; a business day (``d
 length of one working day (``day_end - day_start``). Pure: no clock, no I/O.
 
 The range of time: leadflow handles instants from ``EARLIEST_MS`` (1970-01-01T00:00:00.000Z) to
-``LATEST_MS`` (9999-12-30T23:59:59.999Z). An event outside it is dead-lettered
+``LATEST_MS`` (9989-12-31T23:59:59.999Z). An event outside it is dead-lettered
 (``invalid_timestamp``, ``schemas.codec``); a deadline that would fall after it is clamped to
-``LATEST_MS`` by :meth:`BusinessCalendar.add`. The range ends a day short of ``datetime``'s, so
-every instant in it has a local date in every time zone.
+``LATEST_MS`` by :meth:`BusinessCalendar.add`. The range ends ten years short of ``datetime``'s,
+so that a wake-up a policy delays past a deadline (a grace or a reorder window, at most 3650 days
+each) can still be written as RFC 3339, and every instant has a local date in every time zone.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ _MS = dt.timedelta(milliseconds=1)
 _DAYS_CACHED = 8192
 #: The first and the last instant leadflow handles, epoch milliseconds (see the module docstring).
 EARLIEST_MS: Final = 0
-LATEST_MS: Final = 253_402_214_399_999
+LATEST_MS: Final = 253_086_767_999_999
 #: The last local date ``datetime`` can hold (9999-12-31).
 _LAST_ORDINAL: Final = dt.date.max.toordinal()
 
@@ -74,7 +75,7 @@ class BusinessCalendar:
         Outside working hours the clock starts at the next working moment. A deadline that lands
         exactly at the end of a working day is that end, not the next morning.
 
-        Clamped: a deadline that would fall after ``LATEST_MS`` (9999-12-30T23:59:59.999Z) is
+        Clamped: a deadline that would fall after ``LATEST_MS`` (9989-12-31T23:59:59.999Z) is
         ``LATEST_MS``, so it never overflows the range of time; it fires when the clock reaches the
         end of the range. A policy whose deadlines can be more than
         ``schemas.policy_file.MAX_DEADLINE_DAYS`` after their start is refused at load, so only

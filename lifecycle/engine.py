@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Callable, NamedTuple
 
 from lifecycle import ids
-from lifecycle.calendar import calendar_for
+from lifecycle.calendar import LATEST_MS, calendar_for
 from lifecycle.events import (
     HOLD,
     OPEN_DEAL_STAGES,
@@ -362,7 +362,7 @@ class Engine:
                     return threshold
                 if business:
                     return calendar.add_working_ms(start, calendar.working_ms_between(since, threshold))
-                return start + (threshold - since)
+                return min(start + (threshold - since), LATEST_MS)  # clamped, as calendar.add does
 
             steps = sla.steps[: sla.fired] + tuple((k, moved(t)) for k, t in sla.steps[sla.fired:])
             due = next(t for k, t in steps if k == BREACH)

@@ -83,7 +83,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     INVALID_FIELD: "a field has the wrong type, a required string is empty, or an amount is not finite",
     UNKNOWN_EVENT_TYPE: "event_type is a string but not one of the six event types",
     INVALID_TIMESTAMP: "occurred_at (JSON) is not an RFC 3339 date-time with an offset, or names no real "
-                       "instant, or (JSON and Avro) lies outside 1970-01-01T00:00:00Z .. 9999-12-30T23:59:59.999Z",
+                       "instant, or (JSON and Avro) lies outside 1970-01-01T00:00:00Z .. 9989-12-31T23:59:59.999Z",
     INVALID_VALUE: "a value outside its enum: email action, touch channel, disposition decision, deal stage",
     UNKNOWN_SCHEMA_ID: "the Avro schema id is not known to the schema lookup",
     INVALID_AVRO: "bad magic byte, frame under 5 bytes, or a body that does not decode (truncated, trailing bytes, time out of range)",
@@ -259,6 +259,8 @@ def _with_until(event: SalesDispositioned, value: object, time_of: Callable[[obj
         until = time_of(value)
     except EventError as error:
         raise EventError(error.code, "until" + error.detail.removeprefix("occurred_at")) from None
+    if not EARLIEST_MS <= until <= LATEST_MS:
+        raise EventError(INVALID_TIMESTAMP, f"until: {_shown(value)} is outside {_RANGE_TEXT}")
     return dataclasses.replace(event, until=until)
 
 

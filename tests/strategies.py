@@ -34,7 +34,7 @@ FORM_TYPES = ("demo_request", "contact_us", "pricing", "webinar", "content_downl
 OWNERS = ("r1", "r2", "r3", "r4")
 TEAMS = ("na", "emea")
 STAGES = ("new", "engaged", "mql", "sal", "sql", "opportunity", "customer", "recycled", "disqualified")
-LAST_RFC3339_MS = LATEST_MS  # 9999-12-30T23:59:59.999Z, the last instant leadflow accepts
+LAST_RFC3339_MS = LATEST_MS  # 9989-12-31T23:59:59.999Z, the last instant leadflow accepts
 
 
 def _maybe(values: st.SearchStrategy[str] | Sequence[str]) -> st.SearchStrategy[str | None]:

