@@ -69,6 +69,7 @@ class Engine:
         self._email_points = scoring.table("email_engagement")
         self._hand_raisers = scoring.hand_raisers
         self._grader = Grader(self.policy.grading)
+        self._grading = self._grader.active
         self._handlers: dict[type, Callable[[Lead, LeadEvent, int, Records], None]] = {
             FormFilled: self._on_form_fill,
             EmailEngaged: self._on_email,
@@ -314,9 +315,8 @@ class Engine:
     # -- attribution and fit (SPEC section 10) ------------------------------------------------
     def _remember(self, lead: Lead, event: LeadEvent) -> None:
         """What a lead keeps of an event before it applies: the first marketing touch, merged
-        fields with fit points and grade, the latest deal amount."""
+        fields with fit points and grade, the latest deal amount. Runs for every event: lean."""
         kind = type(event)
-        grader = self._grader
         if kind is FormFilled or kind is EmailEngaged:
             if lead.first_channel is None:
                 lead.first_channel = _interned(channel_of(event))
@@ -325,14 +325,14 @@ class Engine:
                 fields = merge_fields(lead.fields, event.fields)  # type: ignore[attr-defined]
                 if fields != lead.fields:
                     lead.fields = fields
-                    if grader.active:
+                    if self._grading:
                         self._regrade(lead)
         elif kind is DealStageChanged and event.amount is not None:  # type: ignore[attr-defined]
             lead.deal_amount = event.amount  # type: ignore[attr-defined]
-        if grader.active:
-            if lead.grade is None:  # a new lead, or one from before the policy graded
+        if lead.grade is None:
+            if self._grading:  # a new lead, or one from before the policy graded
                 self._regrade(lead)
-        elif lead.grade is not None:  # the policy no longer grades
+        elif not self._grading:  # the policy no longer grades
             lead.fit_points, lead.grade = 0, None
 
     def _regrade(self, lead: Lead) -> None:

@@ -42,15 +42,18 @@ def campaign_of(event: LeadEvent) -> str | None:
 
 
 def merge_fields(held: Fields, new: Fields) -> Fields:
-    """``held`` with the values of ``new`` over it (later wins), sorted by name, at most
-    ``MAX_LEAD_FIELDS`` names."""
+    """``held`` with the values of ``new`` over it (later wins), at most ``MAX_LEAD_FIELDS`` names,
+    in the order the names first came."""
     if not new:
         return held
     merged = dict(held)
-    for name, value in new:
-        if name in merged or len(merged) < MAX_LEAD_FIELDS:
-            merged[name] = value
-    return tuple(sorted(merged.items()))
+    if len(merged) + len(new) <= MAX_LEAD_FIELDS:
+        merged.update(new)
+    else:
+        for name, value in new:
+            if name in merged or len(merged) < MAX_LEAD_FIELDS:
+                merged[name] = value
+    return tuple(merged.items())
 
 
 def as_number(value: FieldValue) -> float | None:

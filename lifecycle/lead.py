@@ -131,7 +131,7 @@ class Lead:
         self.first_campaign = first_campaign
         self.mql_channel = mql_channel
         self.mql_campaign = mql_campaign
-        self.fields = fields  # merged firmographics, sorted by name, later values win
+        self.fields = fields  # merged firmographics, in the order names first came, later values win
         self.fit_points = fit_points
         self.grade = grade  # None when the policy has no grading rules
         # filled a hand-raiser form in new/engaged/recycled since it was created or last recycled:
