@@ -14,7 +14,7 @@ from lifecycle.policy import Grading, GradingRule, Policy
 from lifecycle.processor import Processor
 from lifecycle.records import LifecycleRecord
 from lifecycle.stages import Stage
-from tests.lifecycle.scenario import Scenario, assign, deal, disposition, email, form_fill, touch
+from tests.lifecycle.scenario import Scenario, assign, deal, disposition, email, form_fill, t, touch
 from tests.strategies import events
 
 RULES = (
@@ -140,19 +140,15 @@ def test_a_lead_without_fields_is_graded_d_under_rules_from_its_first_event():
 def test_a_lead_graded_under_an_old_policy_loses_its_grade_under_one_without_rules():
     graded = Scenario(GRADED)
     graded.send(form_fill("L1", AT, "webinar", employees=5000))
-    plain = Scenario()
-    plain.processor.leads["L1"] = graded.lead()
-    plain.send(email("L1", "2026-03-02 11:00", "open"))
-    assert plain.lead().grade is None and plain.lead().fit_points == 0
+    lead = Engine(Policy()).apply(graded.lead(), email("L1", "2026-03-02 11:00", "open"), t("2026-03-02 11:00")).lead
+    assert lead.grade is None and lead.fit_points == 0
 
 
 def test_a_lead_from_before_grading_is_graded_at_its_next_event():
     plain = Scenario()
     plain.send(form_fill("L1", AT, "webinar", employees=5000, country="DE"))
-    graded = Scenario(GRADED)
-    graded.processor.leads["L1"] = plain.lead()
-    graded.send(email("L1", "2026-03-02 11:00", "open"))
-    assert (graded.lead().fit_points, graded.lead().grade) == (40, "B")  # 30 + 10
+    lead = Engine(GRADED).apply(plain.lead(), email("L1", "2026-03-02 11:00", "open"), t("2026-03-02 11:00")).lead
+    assert (lead.fit_points, lead.grade) == (40, "B")  # 30 + 10
 
 
 # -- the MQL gate ----------------------------------------------------------------------------------
