@@ -104,6 +104,11 @@ class Board:
         self.breaches_by_owner: Counter[str] = Counter()
         self.dlq_by_code: Counter[str] = Counter()
         self.health: dict[str, Any] | None = None
+        # MQLs and sales acceptance by first-touch channel (SPEC section 10), each lead counted once
+        self.mqls_by_channel: Counter[str] = Counter()
+        self.sals_by_channel: Counter[str] = Counter()
+        self._mql_leads: set[str] = set()
+        self._sal_leads: set[str] = set()
 
     # -- fed by the generator ------------------------------------------------------------------
 
@@ -144,6 +149,14 @@ class Board:
                 if stage not in reached:
                     reached.add(stage)
                     self.reached[stage] += 1
+            channel = record.first_channel or "(none)"
+            if record.to_stage == "mql" and lead not in self._mql_leads:
+                self._mql_leads.add(lead)
+                self.mqls_by_channel[channel] += 1
+            accepted = record.to_stage == "sal" or "sal" in record.skipped_stages
+            if record.from_stage == "mql" and accepted and lead not in self._sal_leads:
+                self._sal_leads.add(lead)
+                self.sals_by_channel[channel] += 1
 
     def add_alert(self, record: AlertRecord) -> None:
         with self.lock:
@@ -255,6 +268,18 @@ def conversion_text(board: Board) -> Text:
     return text
 
 
+def channels_text(board: Board, count: int = 5) -> Text:
+    """The channels with the most MQLs: ``cpc 12 MQL (SAL 58%)``."""
+    text = Text()
+    for i, (channel, mqls) in enumerate(board.mqls_by_channel.most_common(count)):
+        if i:
+            text.append(" · ", "dim")
+        text.append(channel, "cyan")  # a Text: the channel name is data, never markup
+        text.append(f" {mqls} MQL")
+        text.append(f" (SAL {percent(board.sals_by_channel[channel], mqls)})", "dim")
+    return text if text.plain else Text("no MQLs yet", "dim")
+
+
 @dataclass(frozen=True)
 class Header:
     """What does not change during a run: where things are and how fast time runs."""
@@ -342,7 +367,7 @@ def _title(board: Board, header: Header) -> Text:
 
 def render(board: Board, header: Header, width: int = 120, height: int = 40) -> RenderableType:
     """The whole screen, fitted to ``width`` x ``height``: the bars and the alert feed shrink on a
-    small terminal (the rest is 18 lines)."""
+    small terminal (the rest is 19 lines)."""
     with board.lock:
         top = Table.grid(padding=(0, 1), expand=True)
         top.add_column(ratio=1)
@@ -355,7 +380,8 @@ def render(board: Board, header: Header, width: int = 120, height: int = 40) -> 
             _one_line(Text(f"{speed} · Ctrl-C stops", "dim", overflow="ellipsis")),
             top,
             _one_line(Text.assemble(("conversion ", "bold"), conversion_text(board), overflow="ellipsis")),
-            _feed(board, max(3, min(FEED_LINES, height - 19))),
+            _one_line(Text.assemble(("by channel ", "bold"), channels_text(board), overflow="ellipsis")),
+            _feed(board, max(3, min(FEED_LINES, height - 20))),
         )
 
 
@@ -384,6 +410,7 @@ def summary(board: Board, header: Header, *, examples: int = 5) -> Table:
                       safe(" ".join(f"{s} {board.in_stage[s]}" for s in FUNNEL if board.in_stage[s])))
         table.add_row("stage changes", f"{board.transitions:,}", "")
         table.add_row("reached", "", conversion_text(board))
+        table.add_row("MQLs by channel", "", channels_text(board, 8))
         table.add_row("alerts", f"{sum(board.alerts_by_type.values()):,}", f"{len(board.open_alerts)} still open")
         for kind, n in sorted(board.alerts_by_type.items()):
             table.add_row(f"  {safe(kind)}", f"{n:,}", "")

@@ -26,11 +26,25 @@ Derivations (the outputs carry no "SLA started" record, so starts are derived):
 - Instant broken handoffs (``ping_pong``, ``rejected_without_reason``) are not SLA instances; they
   are counted by reason.
 - *Lost*: leads whose latest stage is ``recycled`` or ``disqualified``, by the stage they left.
+- *By channel, campaign, grade* (SPEC section 10): each lead is grouped by the ``first_channel``,
+  ``first_campaign`` and ``grade`` of its latest record (``(none)`` when null). *MQLs* are leads
+  that moved into ``mql`` (marketing handed them over; a lead that jumped over it, say by a deal on
+  an engaged lead, is not one); *SALs* are leads that sales accepted when they left ``mql`` (into
+  ``sal``, or qualified or won straight from it); SQLs, opportunities, customers and disqualified are
+  leads that *reached* the stage by any path (as in the funnel), so a deal sales found on its own
+  still counts for its lead's first touch; *rejected* are leads with a ``reject`` (a disposition
+  into ``recycled``), and their reasons count per reject; revenue is the sum (``math.fsum``: exact whatever the order) of ``amount`` of the moves
+  to ``customer``; MQL→SAL time is the median ``time_in_previous_stage_ms`` of ``mql → sal`` moves.
+  SAL rate = SALs / MQLs, reject rate = rejected / MQLs.
+- *By week*: per ISO week (UTC) of each move into ``mql``: MQL moves, how many of them went on to
+  ``sal`` (the lead's next move entered or jumped over it), and the compliance of the ``first_touch``
+  instances that started that week (an MQL move with an owner starts one).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import math
 import statistics
@@ -59,6 +73,7 @@ HISTOGRAM_EDGES_MS: Final = (3_600_000, 4 * 3_600_000, 86_400_000, 3 * 86_400_00
 HISTOGRAM_LABELS: Final = ("<1h", "1–4h", "4h–1d", "1–3d", "3–7d", "7–30d", "≥30d")
 NONE_LABEL: Final = "(none)"
 TOP_REASONS: Final = 10
+TOP_GROUP_REASONS: Final = 3  # reject reasons shown per channel, campaign or grade
 
 
 @dataclass(frozen=True)
@@ -118,6 +133,66 @@ class LostLeads:
 
 
 @dataclass(frozen=True)
+class SourceQuality:
+    """What became of one group of leads (a first-touch channel or campaign, or a grade)."""
+
+    group: str
+    leads: int
+    mqls: int
+    sals: int
+    rejected: int
+    disqualified: int
+    sqls: int
+    opportunities: int
+    customers: int
+    revenue: float
+    top_reject_reasons: tuple[tuple[str, int], ...]  # (reason, rejects), most frequent first
+    median_mql_to_sal_ms: float | None
+
+    @property
+    def sal_rate(self) -> float | None:
+        return self.sals / self.mqls if self.mqls else None
+
+    @property
+    def reject_rate(self) -> float | None:
+        return self.rejected / self.mqls if self.mqls else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "group": self.group, "leads": self.leads, "mqls": self.mqls, "sals": self.sals,
+            "rejected": self.rejected, "disqualified": self.disqualified, "sqls": self.sqls,
+            "opportunities": self.opportunities, "customers": self.customers, "revenue": self.revenue,
+            "sal_rate": self.sal_rate, "reject_rate": self.reject_rate,
+            "top_reject_reasons": [{"reason": r, "count": n} for r, n in self.top_reject_reasons],
+            "median_mql_to_sal_ms": self.median_mql_to_sal_ms,
+        }
+
+
+@dataclass(frozen=True)
+class WeekTrend:
+    """MQL moves of one ISO week, how many sales accepted, and first-touch compliance that week."""
+
+    week: str  # ISO 8601 week, "2026-W10"
+    mqls: int
+    sals: int
+    first_touch_met: int
+    first_touch_decided: int  # met + late + open
+
+    @property
+    def sal_rate(self) -> float | None:
+        return self.sals / self.mqls if self.mqls else None
+
+    @property
+    def first_touch_compliance(self) -> float | None:
+        return self.first_touch_met / self.first_touch_decided if self.first_touch_decided else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"week": self.week, "mqls": self.mqls, "sals": self.sals, "sal_rate": self.sal_rate,
+                "first_touch_met": self.first_touch_met, "first_touch_decided": self.first_touch_decided,
+                "first_touch_compliance": self.first_touch_compliance}
+
+
+@dataclass(frozen=True)
 class Report:
     leads: int
     transitions: int
@@ -134,9 +209,15 @@ class Report:
     reasons: tuple[ReasonCount, ...]
     lost: tuple[LostLeads, ...]
     alerts_by_type: tuple[tuple[str, int], ...]
+    by_channel: tuple[SourceQuality, ...] = ()
+    by_campaign: tuple[SourceQuality, ...] = ()
+    by_grade: tuple[SourceQuality, ...] = ()
+    by_week: tuple[WeekTrend, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        for key in ("by_channel", "by_campaign", "by_grade", "by_week"):
+            out[key] = [row.as_dict() for row in getattr(self, key)]
         for key in ("compliance_by_sla", "compliance_by_owner", "compliance_by_team"):
             for row, c in zip(out[key], getattr(self, key)):
                 row["rate"] = c.rate
@@ -160,6 +241,11 @@ class _Instance:
     ended: bool = False
     breach_alert_id: str | None = None
     resolved: bool = False
+    opened_at: int | None = None  # when an instance without a known start began (its MQL move)
+
+    @property
+    def began(self) -> int | None:
+        return self.started_at if self.started_at is not None else self.opened_at
 
     @property
     def outcome(self) -> str:
@@ -229,7 +315,7 @@ def _sla_instances(by_lead: dict[str, list[LifecycleRecord]], alerts: list[Alert
         if not seen:
             owner = next(r for r in by_lead[lead_id] if r.occurred_at == left and r.owner_id is not None)
             instances[(lead_id, "first_touch", -entered - 1)] = _Instance(
-                lead_id, "first_touch", None, owner.owner_id, owner.team, ended=True)
+                lead_id, "first_touch", None, owner.owner_id, owner.team, ended=True, opened_at=entered)
     return list(instances.values())
 
 
@@ -322,7 +408,83 @@ def build_report(lifecycle_records: Iterable[LifecycleRecord], alert_records: It
         reasons=tuple(top),
         lost=tuple(LostLeads(s, lost[s]["recycled"], lost[s]["disqualified"]) for s in lost_order),
         alerts_by_type=tuple(sorted(Counter(a.type for a in alerts).items())),
+        by_channel=_quality(by_lead, lambda r: r.first_channel),
+        by_campaign=_quality(by_lead, lambda r: r.first_campaign),
+        by_grade=_quality(by_lead, lambda r: r.grade, by_name=True),
+        by_week=_weeks(by_lead, instances),
     )
+
+
+def _reached(r: LifecycleRecord, stage: str) -> bool:
+    return r.to_stage == stage or stage in r.skipped_stages
+
+
+def _quality(by_lead: dict[str, list[LifecycleRecord]], group_of: Any, by_name: bool = False) -> tuple[SourceQuality, ...]:
+    """One row per group of leads, a lead grouped by ``group_of`` its latest record."""
+    leads: dict[str, list[list[LifecycleRecord]]] = defaultdict(list)
+    for records in by_lead.values():
+        leads[group_of(records[-1]) or NONE_LABEL].append(records)
+    rows = []
+    for group, members in leads.items():
+        reached: Counter[str] = Counter()
+        reasons: Counter[str] = Counter()
+        rejected = 0
+        revenue: list[float] = []
+        mql_to_sal: list[int] = []
+        for records in members:
+            stages = {s for r in records for s in (r.to_stage, *r.skipped_stages)}
+            stages.discard("mql")
+            stages.discard("sal")
+            if any(r.to_stage == "mql" for r in records):
+                stages.add("mql")
+            if any(r.from_stage == "mql" and _reached(r, "sal") for r in records):
+                stages.add("sal")
+            reached.update(stages)
+            rejects = [r for r in records if r.trigger_event_type == "sales_disposition" and r.to_stage == "recycled"]
+            rejected += bool(rejects)
+            reasons.update(r.reason or NONE_LABEL for r in rejects)
+            revenue.extend(r.amount for r in records if r.to_stage == "customer" and r.amount is not None)
+            mql_to_sal.extend(r.time_in_previous_stage_ms for r in records
+                              if r.from_stage == "mql" and r.to_stage == "sal" and r.time_in_previous_stage_ms is not None)
+        top = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))[:TOP_GROUP_REASONS]
+        rows.append(SourceQuality(
+            group, len(members), reached["mql"], reached["sal"], rejected, reached["disqualified"], reached["sql"],
+            reached["opportunity"], reached["customer"], math.fsum(revenue), tuple(top),
+            statistics.median(mql_to_sal) if mql_to_sal else None))
+    if by_name:
+        order = lambda row: (row.group == NONE_LABEL, row.group)  # noqa: E731
+    else:
+        order = lambda row: (row.group == NONE_LABEL, -row.leads, row.group)  # noqa: E731
+    return tuple(sorted(rows, key=order))
+
+
+def iso_week(ms: int) -> str:
+    """``2026-W10``: the ISO 8601 week (UTC) of an epoch-millisecond time."""
+    year, week, _ = dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def _weeks(by_lead: dict[str, list[LifecycleRecord]], instances: list[_Instance]) -> tuple[WeekTrend, ...]:
+    mqls: Counter[str] = Counter()
+    sals: Counter[str] = Counter()
+    for records in by_lead.values():
+        # the k-th move into mql ends with the k-th move out of it (pairing by count, not by the
+        # order of records of the same millisecond, keeps this independent of input order)
+        entries = sorted(r.occurred_at for r in records if r.to_stage == "mql")
+        exits = sorted((r.occurred_at, _reached(r, "sal")) for r in records if r.from_stage == "mql")
+        for k, entered in enumerate(entries):
+            week = iso_week(entered)
+            mqls[week] += 1
+            sals[week] += k < len(exits) and exits[k][1]
+    met: Counter[str] = Counter()
+    decided: Counter[str] = Counter()
+    for inst in instances:
+        if inst.sla == "first_touch" and inst.began is not None and inst.outcome != "in_progress":
+            week = iso_week(inst.began)
+            decided[week] += 1
+            met[week] += inst.outcome == "met"
+    weeks = sorted(set(mqls) | set(decided))
+    return tuple(WeekTrend(w, mqls[w], sals[w], met[w], decided[w]) for w in weeks)
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -348,6 +510,37 @@ def percent(rate: float | None) -> str:
     return "–" if rate is None else f"{rate * 100:.1f}%"
 
 
+def money(amount: float) -> str:
+    return f"{amount:,.0f}"
+
+
+def reasons_text(reasons: tuple[tuple[str, int], ...]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in reasons) or "–"
+
+
+#: Rows of a by-campaign table in text and HTML (JSON has every group).
+SHOWN_GROUPS: Final = 20
+QUALITY_COLUMNS: Final = ("leads", "MQLs", "SALs", "rejected", "disq.", "SQLs", "opps", "won", "revenue",
+                          "SAL rate", "reject rate", "MQL→SAL", "top reject reasons")
+PIPELINE_COLUMNS: Final = ("leads", "MQLs", "SALs", "SQLs", "opps", "won", "revenue", "SAL rate", "MQL→SAL")
+REJECTION_COLUMNS: Final = ("MQLs", "rejected", "reject rate", "disq.", "top reject reasons")
+
+
+def quality_cells(q: SourceQuality) -> tuple[str, ...]:
+    """A by-channel/campaign/grade row as table cells, in ``QUALITY_COLUMNS`` order."""
+    return (str(q.leads), str(q.mqls), str(q.sals), str(q.rejected), str(q.disqualified), str(q.sqls),
+            str(q.opportunities), str(q.customers), money(q.revenue), percent(q.sal_rate), percent(q.reject_rate),
+            duration(q.median_mql_to_sal_ms), reasons_text(q.top_reject_reasons))
+
+
+def week_cells(w: WeekTrend) -> tuple[str, ...]:
+    return (w.week, str(w.mqls), str(w.sals), percent(w.sal_rate), f"{w.first_touch_met}/{w.first_touch_decided}",
+            percent(w.first_touch_compliance))
+
+
+WEEK_COLUMNS: Final = ("ISO week", "MQLs", "accepted (SAL)", "SAL rate", "first touch met", "first-touch compliance")
+
+
 def render_json(report: Report) -> str:
     return json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n"
 
@@ -355,6 +548,7 @@ def render_json(report: Report) -> str:
 def render_text(report: Report, console: Any) -> None:
     """Rich tables on ``console`` (a ``rich.console.Console``); every value from the records goes
     through ``leadflow.terminal.safe`` (no markup, no control characters)."""
+    from rich import box
     from rich.table import Table
 
     from leadflow.terminal import safe
@@ -410,4 +604,28 @@ def render_text(report: Report, console: Any) -> None:
         t.add_row(safe(lost.from_stage), str(lost.recycled), str(lost.disqualified))
     console.print(t)
     if report.instant_handoffs:
-        console.print("Instant broken handoffs: " + safe(", ".join(f"{r} {n}" for r, n in report.instant_handoffs)))
+        console.print(safe("Instant broken handoffs: " + ", ".join(f"{r} {n}" for r, n in report.instant_handoffs)))
+
+    for title, label, rows in (("By first-touch channel", "channel", report.by_channel),
+                               ("By first-touch campaign", "campaign", report.by_campaign),
+                               ("By grade", "grade", report.by_grade)):
+        # two tables of one row per group, so each fits an 80-column terminal
+        for part, columns in ((" — pipeline and revenue", PIPELINE_COLUMNS), (" — rejections", REJECTION_COLUMNS)):
+            t = Table(title=title + part, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+            t.add_column(label, overflow="fold", min_width=8)
+            for col in columns:
+                reasons = col == "top reject reasons"
+                t.add_column(col, justify="left" if reasons else "right", overflow="fold", no_wrap=not reasons)
+            for q in rows[:SHOWN_GROUPS]:
+                cells = dict(zip(QUALITY_COLUMNS, quality_cells(q)))
+                t.add_row(safe(q.group), *(safe(cells[col]) for col in columns))
+            console.print(t)
+        if len(rows) > SHOWN_GROUPS:
+            console.print(f"… {len(rows) - SHOWN_GROUPS} more {label}s in --format json", markup=False)
+
+    t = Table(title="By ISO week of the MQL move")
+    for col in WEEK_COLUMNS:
+        t.add_column(col, justify="left" if col == "ISO week" else "right")
+    for w in report.by_week:
+        t.add_row(*week_cells(w))
+    console.print(t)

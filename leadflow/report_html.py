@@ -3,11 +3,14 @@
 Charts (each an ``<svg>`` with a stable id, for tests and for linking):
 ``#funnel-chart`` (leads reaching each stage), ``#time-in-stage-chart`` (distribution of time spent in
 each stage, one histogram row per stage), ``#compliance-by-team-chart`` (met / late / open / in
-progress per team, stacked).
+progress per team, stacked), ``#channel-chart`` and ``#grade-chart`` (per first-touch channel and per
+grade, a mini funnel MQL → SAL → SQL → won, with the SAL rate and the revenue),
+``#weekly-chart`` (MQLs per ISO week as bars, SAL rate and first-touch compliance as lines).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from html import escape
 from typing import Final
 
@@ -15,10 +18,18 @@ from schemas.wire import format_time
 from leadflow.report import (
     FUNNEL_STAGES,
     HISTOGRAM_LABELS,
+    QUALITY_COLUMNS,
+    SHOWN_GROUPS,
+    WEEK_COLUMNS,
     Compliance,
     Report,
+    SourceQuality,
+    WeekTrend,
     duration,
+    money,
     percent,
+    quality_cells,
+    week_cells,
 )
 
 OUTCOME_COLOURS: Final = (("met", "#2e7d32"), ("late", "#f9a825"), ("open", "#c62828"), ("in_progress", "#90a4ae"))
@@ -29,6 +40,7 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .7rem;border-
 td:first-child,th:first-child{text-align:left}th{background:#f4f6fb}.muted{color:#667}
 svg text{font:12px system-ui,sans-serif;fill:#1d2433}.legend span{display:inline-block;margin-right:1rem}
 .swatch{display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;vertical-align:middle}
+table.text-last td:last-child,table.text-last th:last-child{text-align:left;min-width:9rem}
 """
 
 
@@ -97,10 +109,111 @@ def compliance_svg(rows: tuple[Compliance, ...], id_: str = "compliance-by-team-
     return _svg(id_, label_w + bar_w + 70, 16 + max(1, len(rows)) * row_h, "SLA compliance by team", body)
 
 
-def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+#: The steps of a group's mini funnel: (name, colour, its count of a SourceQuality).
+FUNNEL_STEPS: Final = (
+    ("MQL", "#90a4ae", lambda q: q.mqls),
+    ("SAL", "#5c85d6", lambda q: q.sals),
+    ("SQL", "#43a047", lambda q: q.sqls),
+    ("won", "#1b5e20", lambda q: q.customers),
+)
+SAL_RATE_COLOUR: Final = "#3f6ad8"
+COMPLIANCE_COLOUR: Final = "#ef6c00"
+
+
+def quality_svg(rows: tuple[SourceQuality, ...], id_: str, title: str) -> str:
+    """One mini funnel per group: MQL → SAL → SQL → won as bars on one scale, then revenue."""
+    rows = rows[:SHOWN_GROUPS]
+    label_w, bar_w, bar_h, row_h = 150, 420, 7, 4 * 8 + 12
+    top = max((count(q) for q in rows for _, _, count in FUNNEL_STEPS), default=0) or 1
+    body = []
+    for r, q in enumerate(rows):
+        y = 6 + r * row_h
+        body.append(f'<text x="{label_w - 8}" y="{y + 19}" text-anchor="end">{escape(_cut(q.group))}</text>')
+        for k, (name, colour, count) in enumerate(FUNNEL_STEPS):
+            n = count(q)
+            w = max(bar_w * n / top, 1.5 if n else 0)
+            body.append(f'<rect class="bar" data-step="{name}" x="{label_w}" y="{y + k * 8}" width="{w:.1f}" '
+                        f'height="{bar_h}" fill="{colour}"><title>{escape(q.group)}: {n} {name}</title></rect>')
+        summary = " · ".join(f"{count(q)} {name}" for name, _, count in FUNNEL_STEPS)
+        body.append(f'<text x="{label_w + bar_w + 8}" y="{y + 13}">{summary}</text>')
+        body.append(f'<text x="{label_w + bar_w + 8}" y="{y + 28}" class="muted">SAL {escape(percent(q.sal_rate))}'
+                    f' · revenue {escape(money(q.revenue))}</text>')
+    return _svg(id_, label_w + bar_w + 260, 12 + max(1, len(rows)) * row_h, title, body)
+
+
+def weekly_svg(weeks: tuple[WeekTrend, ...]) -> str:
+    """MQLs per ISO week (bars, left scale) with SAL rate and first-touch compliance (lines, 0–100%)."""
+    left, top_pad, plot_h, col_w = 48, 14, 180, 46
+    weeks = _every_week(weeks)
+    width = left + max(8, len(weeks)) * col_w + 60
+    base = top_pad + plot_h
+    peak = max((w.mqls for w in weeks), default=0) or 1
+    body = [f'<line x1="{left}" y1="{base}" x2="{width - 60}" y2="{base}" stroke="#99a"/>',
+            f'<text x="{left - 6}" y="{top_pad + 4}" text-anchor="end">{peak}</text>',
+            f'<text x="{left - 6}" y="{base}" text-anchor="end">0</text>',
+            f'<text x="{width - 56}" y="{top_pad + 4}">100%</text>',
+            f'<text x="{width - 56}" y="{base}">0%</text>']
+    lines: dict[str, list[str]] = {"sal-rate": [], "first-touch": []}
+    for i, w in enumerate(weeks):
+        cx = left + i * col_w + col_w / 2
+        h = plot_h * w.mqls / peak
+        body.append(f'<rect class="bar" data-week="{escape(w.week)}" x="{cx - col_w / 2 + 6:.1f}" y="{base - h:.1f}" '
+                    f'width="{col_w - 12}" height="{h:.1f}" fill="#b0bec5"><title>{escape(w.week)}: {w.mqls} MQLs, '
+                    f'SAL {escape(percent(w.sal_rate))}, first touch {escape(percent(w.first_touch_compliance))}'
+                    f'</title></rect>')
+        body.append(f'<text x="{cx:.1f}" y="{base + 16}" text-anchor="middle">{escape(w.week[-3:])}</text>')
+        for key, rate in (("sal-rate", w.sal_rate), ("first-touch", w.first_touch_compliance)):
+            if rate is not None:
+                lines[key].append(f"{cx:.1f},{base - plot_h * rate:.1f}")
+    for key, colour in (("sal-rate", SAL_RATE_COLOUR), ("first-touch", COMPLIANCE_COLOUR)):
+        if lines[key]:
+            body.append(f'<polyline class="line" data-series="{key}" points="{" ".join(lines[key])}" fill="none" '
+                        f'stroke="{colour}" stroke-width="2.5"/>')
+            for point in lines[key]:
+                x, y = point.split(",")
+                body.append(f'<circle cx="{x}" cy="{y}" r="3.5" fill="{colour}"/>')
+    return _svg("weekly-chart", width, base + 26, "MQLs per ISO week, SAL rate and first-touch compliance", body)
+
+
+def _every_week(weeks: tuple[WeekTrend, ...]) -> tuple[WeekTrend, ...]:
+    """``weeks`` with an empty one for each ISO week between them that had none, so the x axis is time."""
+    if not weeks:
+        return weeks
+    by_name = {w.week: w for w in weeks}
+    first = dt.date.fromisocalendar(int(weeks[0].week[:4]), int(weeks[0].week[-2:]), 1)
+    last = dt.date.fromisocalendar(int(weeks[-1].week[:4]), int(weeks[-1].week[-2:]), 1)
+    out = []
+    while first <= last:
+        year, number, _ = first.isocalendar()
+        name = f"{year}-W{number:02d}"
+        out.append(by_name.get(name, WeekTrend(name, 0, 0, 0, 0)))
+        first += dt.timedelta(weeks=1)
+    return tuple(out)
+
+
+def _cut(text: str, length: int = 22) -> str:
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _legend(items: tuple[tuple[str, str], ...]) -> str:
+    return '<p class="legend">' + "".join(
+        f'<span><i class="swatch" style="background:{c}"></i>{escape(n)}</span>' for n, c in items) + "</p>"
+
+
+def _quality_table(rows: tuple[SourceQuality, ...], label: str) -> str:
+    shown = _table((label, *QUALITY_COLUMNS), [(q.group, *quality_cells(q)) for q in rows[:SHOWN_GROUPS]],
+                   text_last=True)
+    if len(rows) > SHOWN_GROUPS:
+        shown += f'<p class="muted">… {len(rows) - SHOWN_GROUPS} more {escape(label)}s in --format json</p>'
+    return shown
+
+
+def _table(headers: tuple[str, ...], rows: list[tuple[object, ...]], text_last: bool = False) -> str:
+    """``text_last``: the last column is text (left-aligned, wide), not a figure."""
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    kind = ' class="text-last"' if text_last else ""
+    return f"<table{kind}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _compliance_table(rows: tuple[Compliance, ...], group: str) -> str:
@@ -140,5 +253,21 @@ def render_html(report: Report) -> str:
     if report.instant_handoffs:
         parts.append("<h2>Instant broken handoffs</h2>")
         parts.append(_table(("reason", "alerts"), list(report.instant_handoffs)))
+    steps_legend = _legend(tuple((name, colour) for name, colour, _ in FUNNEL_STEPS))
+    parts += [
+        "<h2>Lead quality by first-touch channel</h2>",
+        '<p class="muted">Leads grouped by the channel of their first marketing event: MQLs, how many sales '
+        "accepted (SAL), qualified (SQL) and won, and the revenue of the won deals.</p>", steps_legend,
+        quality_svg(report.by_channel, "channel-chart", "MQL, SAL, SQL and won by first-touch channel"),
+        _quality_table(report.by_channel, "channel"),
+        "<h2>Lead quality by first-touch campaign</h2>", _quality_table(report.by_campaign, "campaign"),
+        "<h2>Lead quality by grade</h2>", steps_legend,
+        quality_svg(report.by_grade, "grade-chart", "MQL, SAL, SQL and won by grade"),
+        _quality_table(report.by_grade, "grade"),
+        "<h2>Weekly trend, by ISO week of the MQL move</h2>",
+        _legend((("MQLs", "#b0bec5"), ("SAL rate", SAL_RATE_COLOUR), ("first-touch compliance", COMPLIANCE_COLOUR))),
+        weekly_svg(report.by_week),
+        _table(WEEK_COLUMNS, [week_cells(w) for w in report.by_week]),
+    ]
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -3,6 +3,13 @@
 Used by the bundled sample, the benchmark and ``leadflow demo``. Each lead gets a journey drawn from
 weighted paths (nurtured, hand-raisers, slow reps, ping-pong, rejects, deals); a few messages are
 duplicated or malformed on purpose, because real sources send both.
+
+Each lead also has a profile (SPEC section 10): the channel that brought it (UTM source, medium and
+campaign of its first form fill, or none for direct traffic) and its firmographics (employees, title,
+country, industry), sent in form fills' ``fields`` a few at a time as progressive profiling does.
+Fit steers sales: a poor fit is rejected or disqualified more often, so the report's by-channel and
+by-grade tables differ the way real ones do. The profile has its own random stream, so the timing
+and the paths of the journeys are those of a seed without profiles.
 """
 
 from __future__ import annotations
@@ -37,6 +44,58 @@ BAD_MESSAGES = (
 )
 
 
+#: (weight, utm_source, utm_medium, campaigns, how well the channel's leads fit, 0..1); None: direct.
+CHANNELS: tuple[tuple[float, str | None, str | None, tuple[str, ...], float], ...] = (
+    (0.24, "google", "cpc", ("brand-search", "competitor-search"), 0.65),
+    (0.18, "linkedin", "paid_social", ("abm-enterprise", "webinar-promo"), 0.6),
+    (0.12, "facebook", "paid_social", ("retargeting",), 0.25),
+    (0.14, "google", "organic", (), 0.45),
+    (0.08, "partner-portal", "referral", ("partner-program",), 0.8),
+    (0.10, "g2", "review_site", ("g2-category",), 0.55),
+    (0.14, None, None, (), 0.45),  # direct: no UTM, the form is the channel
+)
+TITLES_GOOD = ("VP Sales", "Head of Marketing", "Director of Revenue Operations", "Chief Revenue Officer",
+               "VP Marketing", "Director, Demand Generation")
+TITLES_OTHER = ("Marketing Manager", "Sales Development Rep", "Account Executive", "Founder", "Consultant",
+                "Student", "Intern", "Software Engineer")
+COUNTRIES_CORE = ("US", "US", "US", "GB", "DE", "CA", "FR", "NL")
+COUNTRIES_OTHER = ("IN", "BR", "ES", "IT", "PL", "AU", "JP")
+INDUSTRIES_CORE = ("software", "fintech", "healthcare")
+INDUSTRIES_OTHER = ("retail", "education", "manufacturing", "media", "nonprofit")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Where a lead came from and who it is; ``fit`` (0..1) is how well it matches a typical ICP."""
+
+    utm_source: str | None
+    utm_medium: str | None
+    utm_campaign: str | None
+    fields: dict[str, str | int]
+    fit: float
+
+    @classmethod
+    def draw(cls, rng: random.Random) -> Profile:
+        pick = rng.random() * sum(c[0] for c in CHANNELS)
+        for weight, source, medium, campaigns, quality in CHANNELS:
+            pick -= weight
+            if pick <= 0:
+                break
+        campaign = rng.choice(campaigns) if campaigns else None
+        good = rng.random() < quality
+        employees = int(rng.lognormvariate(7.0 if good else 3.8, 1.0))
+        title = rng.choice(TITLES_GOOD if good and rng.random() < 0.7 else TITLES_OTHER)
+        country = rng.choice(COUNTRIES_CORE if good or rng.random() < 0.5 else COUNTRIES_OTHER)
+        industry = rng.choice(INDUSTRIES_CORE if good or rng.random() < 0.3 else INDUSTRIES_OTHER)
+        fit = (0.35 * (employees >= 1000) + 0.15 * (employees >= 100) + 0.3 * (title in TITLES_GOOD)
+               + 0.1 * (country in COUNTRIES_CORE) + 0.1 * (industry in INDUSTRIES_CORE))
+        if title in ("Student", "Intern"):
+            fit = 0.0
+        fields: dict[str, str | int] = {"employees": employees, "title": title, "country": country,
+                                        "industry": industry}
+        return cls(source, medium, campaign, fields, fit)
+
+
 @dataclass(frozen=True)
 class TrafficShape:
     """Knobs of the generator; ``time_scale`` < 1 compresses every gap (the demo uses it)."""
@@ -51,8 +110,12 @@ class TrafficShape:
 class _Journey:
     """One lead's events, as (offset ms from the lead's start, event fields)."""
 
-    def __init__(self, rng: random.Random, lead_id: str, shape: TrafficShape, slow_reps: set[str]) -> None:
+    def __init__(self, rng: random.Random, lead_id: str, shape: TrafficShape, slow_reps: set[str],
+                 profile_rng: random.Random | None = None) -> None:
         self.rng = rng
+        self.profile_rng = profile_rng if profile_rng is not None else random.Random(f"{lead_id}/profile")
+        self.profile = Profile.draw(self.profile_rng)
+        self._unsent = list(self.profile.fields)  # firmographics not yet asked for, in asking order
         self.lead_id = lead_id
         self.shape = shape
         self.slow_reps = slow_reps
@@ -70,8 +133,25 @@ class _Journey:
         body["source"] = SOURCES[event_type]
         self.events.append((self.t, body))
 
+    def form(self, form_type: str, form_id: str, *, acquisition: bool = False) -> None:
+        """A form fill: the landing visit's UTM parameters on the first, an email's on a nurture
+        click, none on direct visits; two firmographics not yet sent, or on a hand-raiser all."""
+        p, prng = self.profile, self.profile_rng
+        utm: dict[str, object] = {}
+        if acquisition:
+            utm = {"utm_source": p.utm_source, "utm_medium": p.utm_medium, "utm_campaign": p.utm_campaign}
+        elif prng.random() < 0.4:
+            utm = {"utm_source": "newsletter", "utm_medium": "email", "utm_campaign": "nurture-2026"}
+        ask = len(self._unsent) if form_type in ("demo_request", "contact_us", "pricing") else 2
+        names, self._unsent = self._unsent[:ask], self._unsent[ask:]
+        fields = {name: p.fields[name] for name in names}
+        self.emit("form_fill", form_type=form_type, form_id=form_id, **utm, fields=fields or None)
+
     def build(self) -> list[tuple[int, dict]]:
         rng = self.rng
+        if self.profile.utm_medium is not None or self.profile_rng.random() < 0.5:  # came in through a form
+            self.form(self.profile_rng.choice(["content_download", "webinar"]), "f-landing", acquisition=True)
+            self.t += int(self.profile_rng.uniform(MINUTE, DAY) * self.shape.time_scale)
         for _ in range(rng.randint(0, 3)):
             self.emit("email_engagement", action="delivered", campaign_id=f"c{rng.randint(1, 20)}")
             self.wait(5 * MINUTE, 2 * DAY)
@@ -81,10 +161,10 @@ class _Journey:
         path = rng.random()
         if path < 0.35:  # stays in marketing: a few content downloads
             for _ in range(rng.randint(1, 2)):
-                self.emit("form_fill", form_type=rng.choice(["content_download", "webinar"]), form_id="f7")
+                self.form(rng.choice(["content_download", "webinar"]), "f7")
                 self.wait(HOUR, 3 * DAY)
             return self.events
-        self.emit("form_fill", form_type=rng.choice(["demo_request", "contact_us", "pricing"]), form_id="f1")
+        self.form(rng.choice(["demo_request", "contact_us", "pricing"]), "f1")
         team = rng.choice(list(TEAMS))
         reps = [f"{TEAMS[team]}-{i}" for i in range(1, self.shape.reps_per_team + 1)]
         if rng.random() < 0.08:  # nobody assigns it in time
@@ -105,14 +185,16 @@ class _Journey:
         self.emit("sales_touch", rep_id=owner, channel=rng.choice(["call", "email", "meeting"]), outcome="connected")
         self.wait(HOUR, 4 * DAY)
         decision = rng.random()
-        if decision < 0.2:
+        misfit = 1.0 - self.profile.fit  # poor fits get rejected and disqualified more often
+        reject, disqualify = 0.08 + 0.25 * misfit, 0.03 + 0.15 * misfit
+        if decision < reject:
             reason = rng.choice(["no budget", "bad timing", None])
             self.emit("sales_disposition", decision="reject", reason=reason, rep_id=owner)
             self.wait(DAY, 10 * DAY)
             if rng.random() < 0.6:
                 self.emit("email_engagement", action="click", campaign_id="nurture-1")
             return self.events
-        if decision < 0.3:
+        if decision < reject + disqualify:
             self.emit("sales_disposition", decision="disqualify", reason=rng.choice(["student", "competitor"]), rep_id=owner)
             return self.events
         self.emit("sales_disposition", decision="qualify", rep_id=owner)
@@ -142,7 +224,8 @@ def journeys(leads: int, seed: int = 7, start: int = 1772442000000, span: int = 
         if index < len(starts) and (not heap or starts[index] <= heap[0][0]):
             lead_start = starts[index]
             lead_id = f"L-{first_lead + index:06d}"
-            events = _Journey(random.Random(f"{seed}/{lead_id}"), lead_id, shape, slow_reps).build()
+            events = _Journey(random.Random(f"{seed}/{lead_id}"), lead_id, shape, slow_reps,
+                              random.Random(f"{seed}/{lead_id}/profile")).build()
             index += 1
             if events:
                 events.reverse()

@@ -25,6 +25,7 @@ from lifecycle.events import (
     SalesDispositioned,
     SalesTouched,
 )
+from lifecycle.grading import Grader, campaign_of, channel_of, merge_fields
 from lifecycle.lead import BREACH, ESCALATION, HISTORY_LENGTH, WARNING, Lead, OpenSla
 from lifecycle.policy import Policy
 from lifecycle.records import AlertRecord, LifecycleRecord
@@ -43,6 +44,12 @@ _DISPOSITION_TRIGGER = {
 }
 _intern = sys.intern
 _NEW = Stage.NEW._value_  # ``_value_``: Enum's ``.value`` is a property, measurably slow per event
+#: Stages marketing owns: a hand-raiser form filled in one of them is remembered (``Lead.hand_raised``).
+_MARKETING_STAGES = frozenset({Stage.NEW, Stage.ENGAGED, Stage.RECYCLED})
+
+
+def _interned(text: str | None) -> str | None:
+    return None if text is None else _intern(text)
 
 
 class Outcome(NamedTuple):
@@ -61,6 +68,8 @@ class Engine:
         self._form_points = scoring.table("form_fill")
         self._email_points = scoring.table("email_engagement")
         self._hand_raisers = scoring.hand_raisers
+        self._grader = Grader(self.policy.grading)
+        self._grading = self._grader.active
         self._handlers: dict[type, Callable[[Lead, LeadEvent, int, Records], None]] = {
             FormFilled: self._on_form_fill,
             EmailEngaged: self._on_email,
@@ -82,12 +91,16 @@ class Engine:
         if lead is None:
             lead = Lead(_intern(event.lead_id), created_at=event.occurred_at)
             lead.stage_entered_at = event.occurred_at
+            self._remember(lead, event)  # the creation record carries the event's attribution and grade
             records.append(self._transition_record(lead, None, Stage.NEW, event, None))
             lead.history = ((_NEW, event.occurred_at, event.event_type),)
         elif lead.has_seen(digest):
             return Outcome(lead, records, True)
-        elif not in_place:
-            lead = lead.copy()
+        else:
+            if not in_place:
+                lead = lead.copy()
+            if lead.stage not in TERMINAL:
+                self._remember(lead, event)
         lead.add_seen(digest)
         late_ms = lead.last_activity_at - event.occurred_at  # > 0: before the lead's latest event
         if late_ms < 0:
@@ -152,11 +165,30 @@ class Engine:
     ) -> None:
         lead.score = max(0, lead.score + points)
         self._satisfy(lead, "nurture", now, records, event)
+        trigger = self._activity_trigger(lead, points, hand_raiser)
+        if trigger is not None:
+            self._move(lead, trigger, event, now, records)
+
+    def _activity_trigger(self, lead: Lead, points: int, hand_raiser: bool) -> Trigger | None:
+        """What a scored activity asks of the machine, with SPEC section 10's MQL gate: a lead below
+        ``minimum_for_mql`` goes no further than ``engaged``; once its grade reaches the minimum
+        it moves to ``mql`` if it has filled a hand-raiser form or its score is at the threshold."""
+        if hand_raiser and lead.stage in _MARKETING_STAGES:
+            lead.hand_raised = True
+        grader = self._grader
+        if grader.minimum is not None and not grader.allows_mql(lead.grade):
+            return Trigger.ENGAGE if hand_raiser or points > 0 else None
         if hand_raiser:
-            self._move(lead, Trigger.HAND_RAISE, event, now, records)
-        elif points > 0:
+            return Trigger.HAND_RAISE
+        if grader.minimum is not None and lead.stage in _MARKETING_STAGES:
+            if lead.hand_raised:  # held back before, its grade is enough now
+                return Trigger.HAND_RAISE
+            if lead.score >= self.policy.scoring.mql_threshold:
+                return Trigger.REACH_THRESHOLD
+        if points > 0:
             reached = lead.score >= self.policy.scoring.mql_threshold
-            self._move(lead, Trigger.REACH_THRESHOLD if reached else Trigger.ENGAGE, event, now, records)
+            return Trigger.REACH_THRESHOLD if reached else Trigger.ENGAGE
+        return None
 
     def _on_touch(self, lead: Lead, event: LeadEvent, now: int, records: Records) -> None:
         self._satisfy(lead, "first_touch", now, records, event)
@@ -223,6 +255,7 @@ class Engine:
             return False
         source = lead.stage
         at = event.occurred_at
+        self._entering(lead, dest, event)
         records.append(
             self._transition_record(lead, source, dest, event, max(0, at - lead.stage_entered_at), reason)
         )
@@ -271,7 +304,50 @@ class Engine:
             skipped_stages=SKIPPED_NAMES[source, dest] if source is not None else (),
             time_in_previous_stage_ms=time_in_previous,
             reason=reason,
+            first_channel=lead.first_channel,
+            first_campaign=lead.first_campaign,
+            mql_channel=lead.mql_channel,
+            mql_campaign=lead.mql_campaign,
+            grade=lead.grade,
+            amount=lead.deal_amount if dest is Stage.CUSTOMER else None,
         )
+
+    # -- attribution and fit (SPEC section 10) ------------------------------------------------
+    def _remember(self, lead: Lead, event: LeadEvent) -> None:
+        """What a lead keeps of an event before it applies: the first marketing touch, merged
+        fields with fit points and grade, the latest deal amount. Runs for every event: lean."""
+        kind = type(event)
+        if kind is FormFilled or kind is EmailEngaged:
+            if lead.first_channel is None:
+                lead.first_channel = _interned(channel_of(event))
+                lead.first_campaign = _interned(campaign_of(event))
+            if kind is FormFilled and event.fields:  # type: ignore[attr-defined]
+                fields = merge_fields(lead.fields, event.fields)  # type: ignore[attr-defined]
+                if fields != lead.fields:
+                    lead.fields = fields
+                    if self._grading:
+                        self._regrade(lead)
+        elif kind is DealStageChanged and event.amount is not None:  # type: ignore[attr-defined]
+            lead.deal_amount = event.amount  # type: ignore[attr-defined]
+        if lead.grade is None:
+            if self._grading:  # a new lead, or one from before the policy graded
+                self._regrade(lead)
+        elif not self._grading:  # the policy no longer grades
+            lead.fit_points, lead.grade = 0, None
+
+    def _regrade(self, lead: Lead) -> None:
+        lead.fit_points = self._grader.fit_points(lead.fields)
+        lead.grade = self._grader.grade(lead.fit_points)
+
+    @staticmethod
+    def _entering(lead: Lead, dest: Stage, event: LeadEvent) -> None:
+        """Before a move's record: the MQL touch of a move to ``mql``; ``recycled`` forgets the
+        hand-raise (as it resets the score)."""
+        if dest is Stage.MQL:
+            lead.mql_channel = _interned(channel_of(event))
+            lead.mql_campaign = _interned(campaign_of(event))
+        elif dest is Stage.RECYCLED:
+            lead.hand_raised = False
 
     # -- SLAs ---------------------------------------------------------------------------------
     def _start(self, lead: Lead, name: str, instance: str, at: int) -> None:

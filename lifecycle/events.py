@@ -25,6 +25,16 @@ RESUME: Final = "resume"
 OPEN_DEAL_STAGES: Final = frozenset({"created", "discovery", "proposal", "negotiation"})
 DEAL_STAGES: Final = OPEN_DEAL_STAGES | {"closed_won", "closed_lost"}
 
+#: Bounds of a form fill's ``fields`` (firmographics), checked when it is decoded: an event beyond
+#: them is dead-lettered (``invalid_field``), never truncated. The lead's merged set has its own
+#: bound (``lifecycle.grading.MAX_LEAD_FIELDS``).
+MAX_FIELDS: Final = 32  # entries per event
+MAX_FIELD_NAME: Final = 64  # characters of a field name
+MAX_FIELD_TEXT: Final = 500  # characters of a string value
+
+FieldValue = str | int | float
+Fields = tuple[tuple[str, FieldValue], ...]
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeadEvent:
@@ -42,6 +52,10 @@ class FormFilled(LeadEvent):
     event_type: ClassVar[str] = FORM_FILL
     form_type: str
     form_id: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    fields: Fields = ()  # (name, value) pairs in the order sent; names are unique
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from lifecycle.events import Fields
 from lifecycle.stages import Stage
 
 #: Kinds of step an SLA instance goes through, in order; ``breach`` is always present.
@@ -46,6 +47,13 @@ class OpenSla:
         return any(kind == BREACH for kind, _ in self.steps[: self.fired])
 
 
+#: Lead fields of SPEC section 10 that ``to_state`` writes only when set.
+_ATTRIBUTION: Final = {
+    "first_channel": None, "first_campaign": None, "mql_channel": None, "mql_campaign": None, "fields": (),
+    "fit_points": 0, "grade": None, "hand_raised": False, "deal_amount": None,
+}
+
+
 class Lead:
     """Mutable inside the engine only: the engine copies before changing, so callers see values."""
 
@@ -64,6 +72,15 @@ class Lead:
         "seen",
         "hold_since",
         "hold_until",
+        "first_channel",
+        "first_campaign",
+        "mql_channel",
+        "mql_campaign",
+        "fields",
+        "fit_points",
+        "grade",
+        "hand_raised",
+        "deal_amount",
     )
 
     def __init__(
@@ -82,6 +99,15 @@ class Lead:
         seen: bytes = b"",
         hold_since: int | None = None,
         hold_until: int | None = None,
+        first_channel: str | None = None,
+        first_campaign: str | None = None,
+        mql_channel: str | None = None,
+        mql_campaign: str | None = None,
+        fields: Fields = (),
+        fit_points: int = 0,
+        grade: str | None = None,
+        hand_raised: bool = False,
+        deal_amount: float | None = None,
     ) -> None:
         self.lead_id = lead_id
         self.stage = stage
@@ -99,6 +125,19 @@ class Lead:
         self.seen = seen
         self.hold_since = hold_since  # on hold since this event time (SPEC 9), else None
         self.hold_until = hold_until  # the hold ends by itself then, else None (until a resume)
+        # Attribution and fit (SPEC section 10), see lifecycle.grading. The channel and campaign of
+        # the first marketing event, and of the one that made the lead MQL (its latest MQL move).
+        self.first_channel = first_channel
+        self.first_campaign = first_campaign
+        self.mql_channel = mql_channel
+        self.mql_campaign = mql_campaign
+        self.fields = fields  # merged firmographics, in the order names first came, later values win
+        self.fit_points = fit_points
+        self.grade = grade  # None when the policy has no grading rules
+        # filled a hand-raiser form in new/engaged/recycled since it was created or last recycled:
+        # a lead held out of mql by its grade moves there once its grade reaches the minimum
+        self.hand_raised = hand_raised
+        self.deal_amount = deal_amount  # the latest deal amount seen; the amount of a move to customer
 
     def copy(self) -> Lead:
         # Every field holds an immutable value, so a shallow copy is a full one.
@@ -117,6 +156,15 @@ class Lead:
         clone.seen = self.seen
         clone.hold_since = self.hold_since
         clone.hold_until = self.hold_until
+        clone.first_channel = self.first_channel
+        clone.first_campaign = self.first_campaign
+        clone.mql_channel = self.mql_channel
+        clone.mql_campaign = self.mql_campaign
+        clone.fields = self.fields
+        clone.fit_points = self.fit_points
+        clone.grade = self.grade
+        clone.hand_raised = self.hand_raised
+        clone.deal_amount = self.deal_amount
         return clone
 
     def has_seen(self, digest: bytes) -> bool:
@@ -154,7 +202,7 @@ class Lead:
 
     # -- persistence: a plain JSON-able dict, for changelogs and snapshots -----------------------
     def to_state(self) -> dict[str, Any]:
-        return {
+        state = {
             "lead_id": self.lead_id,
             "stage": self.stage.value,
             "owner_id": self.owner_id,
@@ -173,6 +221,13 @@ class Lead:
             "hold": [self.hold_since, self.hold_until] if self.hold_since is not None else None,
             "seen": self.seen.hex(),
         }
+        # Attribution and fit only when set: most rows stay as small as before, and rows written
+        # before these fields existed load with the defaults.
+        for name, default in _ATTRIBUTION.items():
+            value = getattr(self, name)
+            if value is not default and value != default:
+                state[name] = [list(f) for f in value] if name == "fields" else value
+        return state
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Lead:
@@ -191,6 +246,15 @@ class Lead:
             ),
             mql_owners=tuple(state["mql_owners"]),
             history=tuple((h[0], h[1], h[2]) for h in state["history"]),
+            first_channel=state.get("first_channel"),
+            first_campaign=state.get("first_campaign"),
+            mql_channel=state.get("mql_channel"),
+            mql_campaign=state.get("mql_campaign"),
+            fields=tuple((name, value) for name, value in state.get("fields", ())),
+            fit_points=state.get("fit_points", 0),
+            grade=state.get("grade"),
+            hand_raised=state.get("hand_raised", False),
+            deal_amount=state.get("deal_amount"),
         )
         hold = state.get("hold")  # absent in rows written before holds existed
         if hold is not None:

@@ -136,6 +136,45 @@ class TeamPolicy:
     lateness: Lateness = Lateness()
 
 
+#: A rule's condition: exactly one per rule (SPEC section 10).
+CONDITIONS: Final = ("equals", "in", "at_least", "below", "matches")
+#: The grade of fit points below every named grade's threshold; a policy cannot name it.
+LOWEST_GRADE: Final = "D"
+DEFAULT_GRADES: Final = frozen_map({"A": 60, "B": 40, "C": 20})
+
+Operand = str | int | float
+
+
+@dataclass(frozen=True, slots=True)
+class GradingRule:
+    """``points`` when the lead's latest value of ``field`` meets ``condition`` with ``operand``.
+
+    ``equals``/``in``: a string operand is compared with string values exactly, a number with
+    numeric values (and strings that read as numbers); ``at_least``/``below``: numbers, or strings
+    that read as numbers; ``matches``: a regular expression (Python syntax) searched in the value's
+    text. ``operand`` is a tuple for ``in``, else one value.
+    """
+
+    field: str
+    condition: str  # one of CONDITIONS
+    operand: Operand | tuple[Operand, ...]
+    points: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grading:
+    """Fit: rules over the lead's merged ``fields``, grade thresholds, and the grade MQL needs.
+
+    No rules: every lead's grade is null. ``grades``: name -> fit points it needs (distinct); below
+    the lowest is ``LOWEST_GRADE``. ``minimum_for_mql``: a grade name or ``LOWEST_GRADE``; None lets
+    every grade through.
+    """
+
+    rules: tuple[GradingRule, ...] = ()
+    grades: Mapping[str, int] = field(default_factory=lambda: DEFAULT_GRADES)
+    minimum_for_mql: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     scoring: Scoring = field(default_factory=Scoring)
@@ -144,6 +183,7 @@ class Policy:
     teams: Mapping[str, TeamPolicy] = field(default_factory=lambda: frozen_map({}))
     source: str = "<built-in defaults>"
     lateness: Lateness = Lateness()
+    grading: Grading = field(default_factory=Grading)
     #: What a team without its own section works by; built once, ``for_team`` runs per event.
     default_team: TeamPolicy = field(init=False, repr=False, compare=False)
 

@@ -32,6 +32,13 @@ class LifecycleRecord:
     skipped_stages: tuple[str, ...]
     time_in_previous_stage_ms: int | None
     reason: str | None  # the disposition reason for reject / disqualify, else None
+    # SPEC section 10, the lead's after the change; defaults so records written before them still load
+    first_channel: str | None = None  # channel and campaign of the lead's first marketing event
+    first_campaign: str | None = None
+    mql_channel: str | None = None  # ... and of the marketing event of its latest MQL move
+    mql_campaign: str | None = None
+    grade: str | None = None  # fit grade; None when the policy has no grading rules
+    amount: float | None = None  # the deal amount on the move to customer, else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,9 @@ from lifecycle.events import (
     HOLD,
     EMAIL_ACTIONS,
     EVENT_TYPES,
+    MAX_FIELD_NAME,
+    MAX_FIELD_TEXT,
+    MAX_FIELDS,
     TOUCH_CHANNELS,
     DealStageChanged,
     EmailEngaged,
@@ -80,7 +83,7 @@ ERROR_CODES: Final[Mapping[str, str]] = {
     INVALID_JSON: "the value is not one JSON document (syntax error, or nested too deep)",
     NOT_AN_OBJECT: "the JSON document, or the Avro datum, is not an object/record",
     MISSING_FIELD: "a required field is absent or null",
-    INVALID_FIELD: "a field has the wrong type, a required string is empty, or an amount is not finite",
+    INVALID_FIELD: "a field has the wrong type, a required string is empty, an amount is not finite, or a form fill's fields exceed their bounds",
     UNKNOWN_EVENT_TYPE: "event_type is a string but not one of the six event types",
     INVALID_TIMESTAMP: "occurred_at (JSON) is not an RFC 3339 date-time with an offset, or names no real "
                        "instant, or (JSON and Avro) lies outside 1970-01-01T00:00:00Z .. 9989-12-31T23:59:59.999Z",
@@ -155,12 +158,51 @@ def _amount(obj: dict[str, Any]) -> float | None:
     raise EventError(INVALID_FIELD, f"amount: expected a finite number or null, got {_shown(value)}")
 
 
+_LONG: Final = 2**63
+
+
+def _fields(obj: dict[str, Any]) -> tuple[tuple[str, str | int | float], ...]:
+    """A form fill's ``fields``: an object of name -> string or finite number, within the bounds of
+    ``lifecycle.events`` (``MAX_FIELDS`` entries, names up to ``MAX_FIELD_NAME`` characters, strings
+    up to ``MAX_FIELD_TEXT``). A null value carries nothing and is left out; anything else is an
+    ``invalid_field`` naming the field."""
+    value = obj.get("fields")
+    if value is None:
+        return ()
+    if type(value) is not dict:
+        raise EventError(INVALID_FIELD, f"fields: expected an object of name -> string or number, got {_shown(value)}")
+    if len(value) > MAX_FIELDS:
+        raise EventError(INVALID_FIELD, f"fields: {len(value)} entries, at most {MAX_FIELDS}")
+    out = []
+    for name, item in value.items():
+        if not name or len(name) > MAX_FIELD_NAME:
+            raise EventError(INVALID_FIELD, f"fields: a name must have 1 to {MAX_FIELD_NAME} characters, got {_shown(name)}")
+        kind = type(item)
+        if kind is str:
+            if len(item) > MAX_FIELD_TEXT:
+                raise EventError(INVALID_FIELD, f"fields[{_shown(name)}]: {len(item)} characters, at most {MAX_FIELD_TEXT}")
+        elif kind is int:
+            if not -_LONG <= item < _LONG:
+                raise EventError(INVALID_FIELD, f"fields[{_shown(name)}]: integer beyond 64 bits")
+        elif kind is float:
+            if not math.isfinite(item):
+                raise EventError(INVALID_FIELD, f"fields[{_shown(name)}]: expected a finite number, got {_shown(item)}")
+        elif item is None:
+            continue
+        else:  # bool, list, object
+            raise EventError(INVALID_FIELD, f"fields[{_shown(name)}]: expected a string or number, got {_shown(item)}")
+        out.append((name, item))
+    return tuple(out)
+
+
 # One builder per event type: field access written out, so decoding interprets no schema per event.
 
 def _form_fill(obj: dict[str, Any], event_id: str, lead_id: str, occurred_at: int, source: str | None) -> LeadEvent:
     return FormFilled(
         event_id=event_id, lead_id=lead_id, occurred_at=occurred_at, source=source,
         form_type=_required(obj, "form_type"), form_id=_optional(obj, "form_id"),
+        utm_source=_optional(obj, "utm_source"), utm_medium=_optional(obj, "utm_medium"),
+        utm_campaign=_optional(obj, "utm_campaign"), fields=_fields(obj),
     )
 
 
@@ -338,6 +380,8 @@ def _event_dict(event: LeadEvent) -> dict[str, Any]:
     out: dict[str, Any] = {"event_id": event.event_id, "event_type": event.event_type}
     for field in fields(event):
         out[field.name] = getattr(event, field.name)
+    if type(event) is FormFilled:
+        out["fields"] = dict(event.fields)
     return out
 
 

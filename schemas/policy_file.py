@@ -18,15 +18,20 @@ from typing import Any, Final, Mapping
 
 from lifecycle.calendar import BusinessCalendar
 from lifecycle.errors import PolicyError
-from lifecycle.events import EMAIL_ACTIONS, EMAIL_ENGAGEMENT, FORM_FILL
+from lifecycle.events import EMAIL_ACTIONS, EMAIL_ENGAGEMENT, FORM_FILL, MAX_FIELD_NAME
 from lifecycle.slas import SLA_NAMES
 from lifecycle.policy import (
+    CONDITIONS,
+    DEFAULT_GRADES,
     DEFAULT_POINTS,
     DEFAULT_SLAS,
     DURATION_UNITS_MS,
+    LOWEST_GRADE,
     WEEKDAYS,
     CalendarPolicy,
     Duration,
+    Grading,
+    GradingRule,
     Lateness,
     Policy,
     Scoring,
@@ -50,11 +55,14 @@ MAX_NESTING: Final = 64
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _CLOCK_TIME = re.compile(r"(\d{2}):(\d{2})")
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_INDEX = re.compile(r"\[\d+\]")  # a path part naming the n-th table of an array of tables
 _TOML_ERROR_AT = re.compile(r"\s*\(at line (\d+), column \d+\)$")
 _TOML_ERROR_AT_END = re.compile(r"\s*\(at end of document\)$")
 
-_TOP_KEYS: Final = ("scoring", "calendar", "sla", "teams", "lateness")
+_TOP_KEYS: Final = ("scoring", "calendar", "sla", "teams", "lateness", "grading")
 _LATENESS_KEYS: Final = ("grace", "reorder")
+_GRADING_KEYS: Final = ("minimum_for_mql", "grades", "rules")
+_RULE_KEYS: Final = ("field", *CONDITIONS, "points")
 _SCORING_KEYS: Final = ("mql_threshold", "hand_raisers", "points")
 _CALENDAR_KEYS: Final = ("timezone", "workdays", "day_start", "day_end", "holidays")
 _SLA_KEYS: Final = ("within", "business", "warn_at", "escalate_after")
@@ -123,8 +131,15 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, file: str) -> PolicyE
 
 
 def dotted(path: _Path) -> str:
-    """A key path as written in TOML: ``sla.first_touch.within``, ``scoring.points."form_fill:*"``."""
-    return ".".join(part if _BARE_KEY.fullmatch(part) else _quoted(part) for part in path)
+    """A key path as written in TOML: ``sla.first_touch.within``, ``scoring.points."form_fill:*"``;
+    the n-th table of an array of tables (from 1) as ``grading.rules[2].matches``."""
+    out = ""
+    for part in path:
+        if _INDEX.fullmatch(part):
+            out += part
+        else:
+            out += ("." if out else "") + (part if _BARE_KEY.fullmatch(part) else _quoted(part))
+    return out
 
 
 def _quoted(part: str) -> str:
@@ -170,7 +185,9 @@ class _PolicyReader:
                 self.lateness(lateness, section.get("lateness", {}), (*path, "lateness"), ("grace",)),
             )
             self.deadlines_in_range(teams[team].calendar, teams[team].slas, (*path, "sla"))
-        return Policy(scoring, calendar, slas, frozen_map(teams), source=self.file, lateness=lateness)
+        grading = self.grading(data.get("grading", {}), ("grading",))
+        return Policy(scoring, calendar, slas, frozen_map(teams), source=self.file, lateness=lateness,
+                      grading=grading)
 
     def lateness(self, base: Lateness, section: Any, path: _Path, keys: tuple[str, ...]) -> Lateness:
         changes = {f"{key}_ms": self.calendar_ms(value, (*path, key))
@@ -349,6 +366,89 @@ class _PolicyReader:
             raise self.fail(path, f"{value!r}: a duration must be at most 3650d")
         return Duration(int(amount) if amount.is_integer() else amount, unit)
 
+    def grading(self, section: Any, path: _Path) -> Grading:
+        """``[grading]``: rules (each a field, exactly one condition, points), grades, minimum_for_mql."""
+        self.table(section, path, _GRADING_KEYS)
+        grades = DEFAULT_GRADES
+        if "grades" in section:
+            grades = self.grades(section["grades"], (*path, "grades"))
+        rules: list[GradingRule] = []
+        if "rules" in section:
+            listed = section["rules"]
+            if not isinstance(listed, list):
+                raise self.fail((*path, "rules"), "must be an array of tables ([[grading.rules]])")
+            rules = [self.rule(rule, (*path, "rules", f"[{n}]")) for n, rule in enumerate(listed, 1)]
+        minimum = None
+        if "minimum_for_mql" in section:
+            key = (*path, "minimum_for_mql")
+            minimum = section["minimum_for_mql"]
+            known = (*grades, LOWEST_GRADE)
+            if not isinstance(minimum, str) or minimum not in known:
+                raise self.fail(key, _unknown("grade", str(minimum), tuple(known)))
+            if not rules:
+                raise self.fail(key, "needs at least one [[grading.rules]]: without rules no lead has a grade")
+        return Grading(tuple(rules), grades, minimum)
+
+    def grades(self, section: Any, path: _Path) -> Mapping[str, int]:
+        grades: dict[str, int] = {}
+        for name, needs in self.table(section, path).items():
+            key = (*path, name)
+            if name == LOWEST_GRADE:
+                raise self.fail(key, f"{LOWEST_GRADE!r} is the grade below the lowest one named; do not name it")
+            points = self.integer(needs, key)
+            same = [other for other, p in grades.items() if p == points]
+            if same:
+                raise self.fail(key, f"needs {points} fit points, like grade {same[0]!r}: each grade needs its own")
+            grades[name] = points
+        if not grades:
+            raise self.fail(path, "names no grade (e.g. A = 60)")
+        return frozen_map(grades)
+
+    def rule(self, rule: Any, path: _Path) -> GradingRule:
+        self.table(rule, path, _RULE_KEYS)
+        name = rule.get("field")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_FIELD_NAME:
+            raise self.fail((*path, "field") if "field" in rule else path,
+                            f"needs field = \"<name>\" (1 to {MAX_FIELD_NAME} characters)")
+        given = [c for c in CONDITIONS if c in rule]
+        if len(given) != 1:
+            what = "no condition" if not given else f"{len(given)} conditions ({', '.join(given)})"
+            key = (*path, given[1]) if len(given) > 1 else path
+            raise self.fail(key, f"has {what}; a rule needs exactly one of {', '.join(CONDITIONS)}")
+        condition = given[0]
+        key = (*path, condition)
+        operand = getattr(self, f"rule_{condition}")(rule[condition], key)
+        if "points" not in rule:
+            raise self.fail(path, "needs points = <integer>")
+        return GradingRule(name, condition, operand, self.integer(rule["points"], (*path, "points")))
+
+    def rule_equals(self, value: Any, path: _Path) -> str | int | float:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise self.fail(path, f"must be a string or a number, not {_type_name(value)}")
+        return value
+
+    def rule_in(self, value: Any, path: _Path) -> tuple[str | int | float, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(path, "must be a non-empty list of strings or numbers")
+        return tuple(self.rule_equals(item, path) for item in value)
+
+    def rule_at_least(self, value: Any, path: _Path) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.fail(path, f"must be a number, not {_type_name(value)}")
+        return value
+
+    def rule_below(self, value: Any, path: _Path) -> int | float:
+        return self.rule_at_least(value, path)
+
+    def rule_matches(self, value: Any, path: _Path) -> str:
+        if not isinstance(value, str):
+            raise self.fail(path, f"must be a regular expression in a string, not {_type_name(value)}")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise self.fail(path, f"bad regular expression {value!r}: {exc}") from None
+        return value
+
     def integer(self, value: Any, path: _Path) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.fail(path, f"must be an integer, not {_type_name(value)}")
@@ -397,7 +497,8 @@ _TOKEN = re.compile(
 
 def key_lines(text: str) -> dict[_Path, int]:
     """The line (from 1) where each key path is written: table headers, keys, dotted keys, and
-    keys inside inline tables. ``text`` must be valid TOML. Keys inside arrays are not located."""
+    keys inside inline tables; the n-th table of an array of tables ``[[a.b]]`` is ``("a", "b", "[n]")``.
+    ``text`` must be valid TOML. Keys inside (inline) arrays are not located."""
     return _KeyLocator(text).locate()
 
 
@@ -424,15 +525,22 @@ class _KeyLocator:
 
     def locate(self) -> dict[_Path, int]:
         table: _Path = ()
+        tables: dict[_Path, int] = {}  # tables of each array of tables so far
         while self.peek()[0] != "end":
             kind, text, line = self.peek()
             if kind == "newline":
                 self.take()
             elif text == "[":
+                brackets = 0
                 while self.peek()[1] == "[":
                     self.take()
+                    brackets += 1
                 table = self.key()
                 self.lines.setdefault(table, line)
+                if brackets == 2:  # [[array.of.tables]]: its n-th table is (*path, "[n]")
+                    tables[table] = tables.get(table, 0) + 1
+                    table = (*table, f"[{tables[table]}]")
+                    self.lines.setdefault(table, line)
                 self.skip_line()
             else:
                 path = (*table, *self.key())

@@ -84,6 +84,12 @@ def _lifecycle_wire(r: LifecycleRecord) -> dict[str, Any]:
         "skipped_stages": list(r.skipped_stages),
         "time_in_previous_stage_ms": r.time_in_previous_stage_ms,
         "reason": r.reason,
+        "first_channel": r.first_channel,
+        "first_campaign": r.first_campaign,
+        "mql_channel": r.mql_channel,
+        "mql_campaign": r.mql_campaign,
+        "grade": r.grade,
+        "amount": r.amount,
     }
 
 
@@ -128,12 +134,16 @@ def _from_wire(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_LIFECYCLE_OPTIONAL = ("team", "reason", "first_channel", "first_campaign", "mql_channel", "mql_campaign", "grade",
+                       "amount")
+
+
 def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
     """The inverse of ``schemas.wire.wire_dict`` for a lifecycle record."""
     out = _from_wire(values)
     out["skipped_stages"] = tuple(out.get("skipped_stages") or ())
-    out.setdefault("team", None)
-    out.setdefault("reason", None)
+    for name in _LIFECYCLE_OPTIONAL:  # absent in records written before them
+        out.setdefault(name, None)
     return LifecycleRecord(**{k: out[k] for k in LifecycleRecord.__slots__})
 
 

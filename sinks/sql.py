@@ -128,16 +128,30 @@ def _v3_arrival_order(d: Dialect) -> Sequence[str]:
     )
 
 
+def _v4_attribution(d: Dialect) -> Sequence[str]:
+    """SPEC section 10: attribution, grade and deal amount on every stage change, and the lead's
+    current attribution and grade in ``leads``. Nullable, so rows written before stay as they were."""
+    real = "REAL" if d.name == "sqlite" else "DOUBLE PRECISION"
+    texts = ("first_channel", "first_campaign", "mql_channel", "mql_campaign", "grade")
+    return (
+        *(f"ALTER TABLE lead_transitions ADD COLUMN {c} TEXT" for c in texts),
+        f"ALTER TABLE lead_transitions ADD COLUMN amount {real}",
+        *(f"ALTER TABLE leads ADD COLUMN {c} TEXT" for c in texts),
+    )
+
+
 #: Ordered; the sink applies every step above the stored ``schema_version``, each in a transaction.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables: lead_transitions, lead_alerts, leads, dlq_records", _v1_tables),
     Migration(2, "indexes for per-lead and per-stage reads", _v2_indexes),
     Migration(3, "read rows back in arrival order", _v3_arrival_order),
+    Migration(4, "attribution, grade and deal amount (SPEC section 10)", _v4_attribution),
 )
 
 TRANSITION_COLUMNS: Final = (
     "transition_id", "lead_id", "from_stage", "to_stage", "trigger_event_id", "trigger_event_type",
     "occurred_at", "owner_id", "team", "score", "skipped_stages", "time_in_previous_stage_ms", "reason",
+    "first_channel", "first_campaign", "mql_channel", "mql_campaign", "grade", "amount",
 )
 ALERT_COLUMNS: Final = (
     "alert_id", "type", "lead_id", "sla", "reason", "level", "stage", "owner_id", "team", "started_at",
@@ -145,6 +159,7 @@ ALERT_COLUMNS: Final = (
 )
 LEAD_COLUMNS: Final = (
     "lead_id", "stage", "from_stage", "owner_id", "team", "score", "stage_entered_at", "updated_at",
+    "first_channel", "first_campaign", "mql_channel", "mql_campaign", "grade",
 )
 DLQ_COLUMNS: Final = (
     "dlq_id", "error", "detail", "source_topic", "source_partition", "source_offset", "record_key", "original",
@@ -171,7 +186,8 @@ def _upsert_lead(ph: str) -> str:
 def transition_row(r: LifecycleRecord) -> tuple[Any, ...]:
     return (r.transition_id, r.lead_id, r.from_stage, r.to_stage, r.trigger_event_id, r.trigger_event_type,
             r.occurred_at, r.owner_id, r.team, r.score, ",".join(r.skipped_stages),
-            r.time_in_previous_stage_ms, r.reason)
+            r.time_in_previous_stage_ms, r.reason, r.first_channel, r.first_campaign, r.mql_channel,
+            r.mql_campaign, r.grade, r.amount)
 
 
 def alert_row(r: AlertRecord) -> tuple[Any, ...]:
@@ -180,7 +196,8 @@ def alert_row(r: AlertRecord) -> tuple[Any, ...]:
 
 
 def lead_row(r: LifecycleRecord) -> tuple[Any, ...]:
-    return (r.lead_id, r.to_stage, r.from_stage, r.owner_id, r.team, r.score, r.occurred_at, r.occurred_at)
+    return (r.lead_id, r.to_stage, r.from_stage, r.owner_id, r.team, r.score, r.occurred_at, r.occurred_at,
+            r.first_channel, r.first_campaign, r.mql_channel, r.mql_campaign, r.grade)
 
 
 def dlq_row(r: DlqRecord) -> tuple[Any, ...]:

@@ -45,6 +45,8 @@ def _event_doc(event: LeadEvent) -> dict[str, Any]:
 
 def _event(doc: dict[str, Any]) -> LeadEvent:
     fields = dict(doc)
+    if "fields" in fields:  # a form fill's (name, value) pairs come back from JSON as lists
+        fields["fields"] = tuple((name, value) for name, value in fields["fields"])
     return EVENT_TYPES[fields.pop("event_type")](**fields)
 
 

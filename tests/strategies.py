@@ -15,6 +15,9 @@ from lifecycle.events import (
     DEAL_STAGES,
     DECISIONS,
     EMAIL_ACTIONS,
+    MAX_FIELD_NAME,
+    MAX_FIELD_TEXT,
+    MAX_FIELDS,
     TOUCH_CHANNELS,
     DealStageChanged,
     EmailEngaged,
@@ -42,6 +45,23 @@ def _maybe(values: st.SearchStrategy[str] | Sequence[str]) -> st.SearchStrategy[
     return st.none() | inner
 
 
+MEDIUMS = ("cpc", "paid_social", "organic", "referral")
+CAMPAIGNS = ("spring-launch", "retarget-q2")
+FIELD_VALUES = {
+    "employees": st.sampled_from([5, 50, 500, 5000, "1200", "n/a"]),
+    "title": st.sampled_from(["VP Sales", "Head of Marketing", "Intern", "engineer"]),
+    "country": st.sampled_from(["US", "DE", "FR", "GB"]),
+    "industry": st.sampled_from(["software", "retail"]),
+}
+
+
+def firmographics() -> st.SearchStrategy[tuple[tuple[str, str | int | float], ...]]:
+    """A form fill's ``fields``: a few realistic firmographics, often none."""
+    return st.dictionaries(st.sampled_from(sorted(FIELD_VALUES)), st.just(None), max_size=3).flatmap(
+        lambda names: st.tuples(*(st.tuples(st.just(n), FIELD_VALUES[n]) for n in names))
+    )
+
+
 def events(
     lead_ids: Sequence[str] = LEAD_IDS,
     event_ids: Sequence[str] = EVENT_IDS,
@@ -56,7 +76,11 @@ def events(
         "source": _maybe(["hubspot", "outreach", "salesforce"]),
     }
     return st.one_of(
-        st.builds(FormFilled, **common, form_type=st.sampled_from(FORM_TYPES), form_id=_maybe(["f1", "f2"])),
+        st.builds(
+            FormFilled, **common, form_type=st.sampled_from(FORM_TYPES), form_id=_maybe(["f1", "f2"]),
+            utm_source=_maybe(["google", "linkedin"]), utm_medium=_maybe(MEDIUMS), utm_campaign=_maybe(CAMPAIGNS),
+            fields=firmographics(),
+        ),
         st.builds(EmailEngaged, **common, action=st.sampled_from(sorted(EMAIL_ACTIONS)), campaign_id=_maybe(["c1"])),
         st.builds(
             SalesTouched, **common,
@@ -86,7 +110,15 @@ def wild_events() -> st.SearchStrategy[LeadEvent]:
         "source": opt,
     }
     return st.one_of(
-        st.builds(FormFilled, **common, form_type=text, form_id=opt),
+        st.builds(
+            FormFilled, **common, form_type=text, form_id=opt, utm_source=opt, utm_medium=opt, utm_campaign=opt,
+            fields=st.dictionaries(
+                st.text(min_size=1, max_size=MAX_FIELD_NAME),
+                st.text(max_size=MAX_FIELD_TEXT) | st.integers(-(2**63), 2**63 - 1)
+                | st.floats(allow_nan=False, allow_infinity=False),
+                max_size=MAX_FIELDS,
+            ).map(lambda d: tuple(d.items())),
+        ),
         st.builds(EmailEngaged, **common, action=st.sampled_from(sorted(EMAIL_ACTIONS)), campaign_id=opt),
         st.builds(SalesTouched, **common, rep_id=opt, channel=_maybe(sorted(TOUCH_CHANNELS)), outcome=opt),
         st.builds(LeadAssigned, **common, owner_id=text, team=opt),
@@ -113,6 +145,8 @@ def lifecycle_records() -> st.SearchStrategy[LifecycleRecord]:
         occurred_at=_times, owner_id=_opt_text, team=_opt_text, score=st.integers(-1000, 1000),
         skipped_stages=st.lists(st.sampled_from(STAGES), max_size=4).map(tuple),
         time_in_previous_stage_ms=st.none() | st.integers(0, 10**12), reason=_opt_text,
+        first_channel=_opt_text, first_campaign=_opt_text, mql_channel=_opt_text, mql_campaign=_opt_text,
+        grade=_maybe(["A", "B", "C", "D"]), amount=st.none() | st.floats(allow_nan=False, allow_infinity=False),
     )
 
 

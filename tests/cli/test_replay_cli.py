@@ -184,3 +184,21 @@ def test_worker_refuses_a_web_port_out_of_range_with_status_2(port):
     done = leadflow("worker", "--broker", "127.0.0.1:1", "--web-port", port)
     assert done.returncode == 2
     assert b"--web-port" in done.stderr and b"Traceback" not in done.stderr
+
+
+def test_the_readme_by_channel_excerpt_is_real_output(tmp_path):
+    """README's Report section shows rows of the by-channel tables of the two samples' replay."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("By first-touch channel — pipeline and revenue"):]
+    block = block[: block.index("```")]
+    rows = [line.rstrip() for line in block.splitlines()
+            if line.startswith(" ") and line.split()[0] in ("email", "form", "paid_social", "cpc", "organic")]
+    assert len(rows) >= 8
+    attribution = SAMPLE.with_name("sample-events-attribution.jsonl")
+    done = leadflow("replay", str(SAMPLE), str(attribution), "--until", "2026-07-01T00:00:00Z", "--no-show",
+                    "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    report = leadflow("report", str(tmp_path))
+    assert report.returncode == 0, report.stderr
+    shown = {line.rstrip() for line in report.stdout.decode().splitlines()}
+    assert [row for row in rows if row not in shown] == []

@@ -332,12 +332,21 @@ def test_the_board_counts_each_record_once_and_shows_one_line_per_resolution() -
     assert len(lines) == 4 and "closes warning, overdue L1, overdue L2" in lines[-1]
 
     board.add_dlq({"error": "invalid_json"})
+    from dataclasses import replace
+
+    for record in (replace(_move("t5", "L-3", "engaged", "mql"), first_channel="cpc"),
+                   replace(_move("t6", "L-3", "mql", "sal"), first_channel="cpc"),
+                   replace(_move("t6", "L-3", "mql", "sal"), first_channel="cpc"),   # a repeat
+                   replace(_move("t7", "L-4", "new", "mql"), first_channel="cpc")):
+        board.add_lifecycle(record)
+    assert board.mqls_by_channel == {"(none)": 1, "cpc": 2} and board.sals_by_channel == {"cpc": 1}
     from rich.console import Console
 
     console = Console(width=80, height=24, record=True, color_system=None)
     console.print(render(board, Header("127.0.0.1:1", "demo-x", "built-in", "/tmp/w.log", 5000.0), 80, 24))
     screen = console.export_text()
     assert "funnel" in screen and "alerts" in screen and "invalid_json" in screen
+    assert "by channel cpc 2 MQL (SAL 50%) · (none) 1 MQL (SAL 0%)" in screen
     assert len(screen.splitlines()) <= 24
 
 

@@ -59,6 +59,48 @@ def test_reasons_lost_and_instant_handoffs(report: Report) -> None:
     assert dict(report.instant_handoffs) == s.INSTANT
 
 
+def _quality(rows: tuple) -> dict:
+    return {q.group: (q.leads, q.mqls, q.sals, q.rejected, q.disqualified, q.sqls, q.opportunities, q.customers,
+                      q.revenue, q.top_reject_reasons, q.median_mql_to_sal_ms) for q in rows}
+
+
+def test_by_channel_campaign_and_grade(report: Report) -> None:
+    assert _quality(report.by_channel) == s.BY_CHANNEL
+    assert _quality(report.by_campaign) == s.BY_CAMPAIGN
+    assert [q.group for q in report.by_campaign] == s.BY_CAMPAIGN_ORDER
+    assert _quality(report.by_grade) == s.BY_GRADE
+    assert [q.group for q in report.by_grade] == ["A", "B", "C", "D", "(none)"]
+    cpc, email = report.by_channel[0], report.by_channel[1]
+    assert (cpc.sal_rate, cpc.reject_rate) == (pytest.approx(1 / 3), 0.0)
+    assert (email.sal_rate, email.reject_rate) == (1.0, 0.5)
+
+
+def test_by_week(report: Report) -> None:
+    assert {w.week: (w.mqls, w.sals, w.first_touch_met, w.first_touch_decided) for w in report.by_week} == s.BY_WEEK
+    (week,) = report.by_week
+    assert (week.sal_rate, week.first_touch_compliance) == (pytest.approx(0.6), pytest.approx(0.8))
+
+
+def test_records_without_attribution_group_under_none() -> None:
+    """Records written before SPEC section 10 carry no channel, campaign or grade."""
+    from dataclasses import replace
+
+    bare = [replace(r, first_channel=None, first_campaign=None, grade=None) for r in s.lifecycle_records()]
+    report = build_report(bare, s.alert_records())
+    for rows in (report.by_channel, report.by_campaign, report.by_grade):
+        assert [(q.group, q.leads, q.mqls, q.revenue) for q in rows] == [("(none)", 6, 5, 40000.0)]
+
+
+def test_revenue_is_exact_whatever_the_order() -> None:
+    from dataclasses import replace
+
+    won = [replace(r, lead_id=f"W{i}", transition_id=f"w{i}", amount=amount, first_channel="cpc")
+           for i, amount in enumerate([0.1, 0.2, 0.3, 1e16, -1e16])
+           for r in s.lifecycle_records()[5:6]]
+    forward, backward = build_report(won, []), build_report(list(reversed(won)), [])
+    assert forward.by_channel[0].revenue == backward.by_channel[0].revenue == pytest.approx(0.6)
+
+
 def test_is_deterministic_and_order_independent() -> None:
     lifecycle, alerts = s.lifecycle_records(), s.alert_records()
     assert build_report(lifecycle, alerts) == build_report(list(reversed(lifecycle)), list(reversed(alerts)))
@@ -70,11 +112,33 @@ def test_renders_json_and_text(report: Report) -> None:
     assert data["compliance_by_sla"][1] == {"group": "first_touch", "met": 4, "late": 0, "open": 1,
                                             "in_progress": 0, "rate": 0.8}
     assert data["first_at"] == "2026-01-05T09:00:00.000Z"
-    console = Console(record=True, width=140)
+    assert data["by_channel"][1] == {
+        "group": "email", "leads": 2, "mqls": 2, "sals": 2, "rejected": 1, "disqualified": 0, "sqls": 0,
+        "opportunities": 0, "customers": 0, "revenue": 0.0, "sal_rate": 1.0, "reject_rate": 0.5,
+        "top_reject_reasons": [{"reason": "no_budget", "count": 1}], "median_mql_to_sal_ms": 2.5 * 3_600_000}
+    assert [row["group"] for row in data["by_grade"]] == ["A", "B", "C", "D", "(none)"]
+    assert [row["group"] for row in data["by_campaign"]] == s.BY_CAMPAIGN_ORDER
+    assert data["by_week"] == [{"week": "2026-W02", "mqls": 5, "sals": 3, "sal_rate": 0.6, "first_touch_met": 4,
+                                "first_touch_decided": 5, "first_touch_compliance": 0.8}]
+    console = Console(record=True, width=200)
     render_text(report, console)
     text = console.export_text()
-    for needle in ("Funnel", "mql → sal", "66.7%", "SLA compliance by team", "no_budget", "rep-2"):
-        assert needle in text
+    for needle in ("Funnel", "mql → sal", "66.7%", "SLA compliance by team", "no_budget", "rep-2",
+                   "By first-touch channel", "By first-touch campaign", "By grade", "By ISO week of the MQL move",
+                   "40,000", "2026-W02", "33.3%", "2h 30m"):
+        assert needle in text, needle
+
+
+def test_text_from_the_data_is_neither_markup_nor_terminal_escapes() -> None:
+    from dataclasses import replace
+
+    records = [replace(r, first_channel="[bold red]cpc[/]\x1b[2J") if r.lead_id == "A" else r
+               for r in s.lifecycle_records()]
+    console = Console(record=True, width=250)
+    render_text(build_report(records, s.alert_records()), console)
+    text = console.export_text()
+    # leadflow.terminal.safe: markup shown as typed, control characters dropped
+    assert "[bold red]cpc[/][2J" in text and "\x1b" not in text
 
 
 def test_empty_input_gives_an_empty_report() -> None:

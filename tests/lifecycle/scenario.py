@@ -35,12 +35,19 @@ def _common(lead: str, at: str, event_id: str | None) -> dict:
     return {"event_id": event_id or f"e{next(_ids)}", "lead_id": lead, "occurred_at": t(at)}
 
 
-def form_fill(lead: str, at: str, form_type: str = "webinar", event_id: str | None = None) -> FormFilled:
-    return FormFilled(**_common(lead, at, event_id), form_type=form_type)
+def form_fill(
+    lead: str, at: str, form_type: str = "webinar", event_id: str | None = None, *, form_id: str | None = None,
+    utm_medium: str | None = None, utm_campaign: str | None = None, utm_source: str | None = None,
+    **fields: str | int | float,
+) -> FormFilled:
+    """A form fill; keyword arguments beyond the UTM ones are its ``fields`` (``employees=5000``)."""
+    return FormFilled(**_common(lead, at, event_id), form_type=form_type, form_id=form_id, utm_source=utm_source,
+                      utm_medium=utm_medium, utm_campaign=utm_campaign, fields=tuple(fields.items()))
 
 
-def email(lead: str, at: str, action: str = "click", event_id: str | None = None) -> EmailEngaged:
-    return EmailEngaged(**_common(lead, at, event_id), action=action)
+def email(lead: str, at: str, action: str = "click", event_id: str | None = None,
+          campaign_id: str | None = None) -> EmailEngaged:
+    return EmailEngaged(**_common(lead, at, event_id), action=action, campaign_id=campaign_id)
 
 
 def touch(lead: str, at: str, rep: str = "rep-1", event_id: str | None = None) -> SalesTouched:
@@ -57,8 +64,9 @@ def disposition(
     return SalesDispositioned(**_common(lead, at, event_id), decision=decision, reason=reason)
 
 
-def deal(lead: str, at: str, stage: str = "created", event_id: str | None = None) -> DealStageChanged:
-    return DealStageChanged(**_common(lead, at, event_id), stage=stage, deal_id="d1")
+def deal(lead: str, at: str, stage: str = "created", event_id: str | None = None,
+         amount: float | None = None) -> DealStageChanged:
+    return DealStageChanged(**_common(lead, at, event_id), stage=stage, deal_id="d1", amount=amount)
 
 
 @dataclass

@@ -75,7 +75,74 @@ def test_a_valid_message_decodes_to_its_event() -> None:
 
 
 def test_unknown_extra_fields_are_ignored() -> None:
-    assert decode_json(message(utm_campaign="spring", nested={"a": [1]})) == decode_json(message())
+    assert decode_json(message(gclid="abc", nested={"a": [1]})) == decode_json(message())
+
+
+# --- form fills: UTM parameters and fields (SPEC section 10) -----------------------------------------
+
+def test_a_form_fill_carries_utm_parameters_and_fields_in_the_order_sent() -> None:
+    event = decode_json(message(utm_source="google", utm_medium="cpc", utm_campaign="spring",
+                                fields={"title": "VP Sales", "employees": 5000, "revenue_musd": 12.5}))
+    assert isinstance(event, FormFilled)
+    assert (event.utm_source, event.utm_medium, event.utm_campaign) == ("google", "cpc", "spring")
+    assert event.fields == (("title", "VP Sales"), ("employees", 5000), ("revenue_musd", 12.5))
+
+
+def test_a_form_fill_without_them_has_none_and_no_fields() -> None:
+    event = decode_json(message())
+    assert isinstance(event, FormFilled)
+    assert (event.utm_source, event.utm_medium, event.utm_campaign, event.fields) == (None, None, None, ())
+
+
+def test_a_null_field_value_carries_nothing() -> None:
+    event = decode_json(message(fields={"title": None, "country": "DE"}))
+    assert isinstance(event, FormFilled) and event.fields == (("country", "DE"),)
+
+
+@pytest.mark.parametrize("fields, detail", [
+    ("VP", "fields: expected an object"),
+    ([["title", "VP"]], "fields: expected an object"),
+    ({"title": True}, "fields['title']: expected a string or number"),
+    ({"tags": ["a"]}, "fields['tags']: expected a string or number"),
+    ({"nested": {"a": 1}}, "fields['nested']: expected a string or number"),
+    ({"employees": 2**63}, "fields['employees']: integer beyond 64 bits"),
+    ({f"f{i}": i for i in range(33)}, "fields: 33 entries, at most 32"),
+    ({"x" * 65: 1}, "fields: a name must have 1 to 64 characters"),
+    ({"": 1}, "fields: a name must have 1 to 64 characters"),
+    ({"notes": "x" * 501}, "fields['notes']: 501 characters, at most 500"),
+])
+def test_fields_beyond_their_type_or_bounds_are_dead_lettered(fields: object, detail: str) -> None:
+    error = error_of(message(fields=fields))
+    assert error.code == "invalid_field" and error.detail.startswith(detail), error.detail
+
+
+def test_fields_at_their_bounds_are_accepted() -> None:
+    fields = {f"{i:0>64}": "x" * 500 for i in range(32)}
+    event = decode_json(message(fields=fields))
+    assert isinstance(event, FormFilled) and len(event.fields) == 32
+
+
+def test_a_utm_parameter_of_the_wrong_type_is_an_invalid_field() -> None:
+    error = error_of(message(utm_medium=3))
+    assert (error.code, error.detail.split(":")[0]) == ("invalid_field", "utm_medium")
+
+
+def test_non_finite_avro_field_value_is_invalid_field() -> None:
+    event = FormFilled(event_id="e1", lead_id="L1", occurred_at=0, form_type="webinar", fields=(("x", float("nan")),))
+    error = error_of(encode_event_avro(event), bundled_schemas())
+    assert error.code == "invalid_field" and error.detail.startswith("fields['x']")
+
+
+def test_a_form_fill_written_with_the_previous_schema_still_decodes() -> None:
+    """Backward compatibility: a producer on the old form_fill.avsc (no UTM, no fields)."""
+    old = json.loads((SCHEMA_DIR / "form_fill.avsc").read_text())
+    old["fields"] = [f for f in old["fields"] if f["name"] not in ("utm_source", "utm_medium", "utm_campaign", "fields")]
+    datum = {"event_id": "e1", "event_type": "form_fill", "lead_id": "L1", "occurred_at": 1_772_442_000_000,
+             "source": None, "form_type": "webinar", "form_id": "f7"}
+    value = avro_frame(77, old, datum)
+    event = decode_avro(value, lambda schema_id: fastavro.parse_schema(old))
+    assert event == FormFilled(event_id="e1", lead_id="L1", occurred_at=1_772_442_000_000, form_type="webinar",
+                               form_id="f7")
 
 
 def test_offsets_are_converted_to_utc() -> None:

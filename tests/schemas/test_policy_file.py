@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from lifecycle.errors import PolicyError
 from lifecycle.policy import (
+    DEFAULT_GRADES,
     DEFAULT_POINTS,
     CalendarPolicy,
     Duration,
+    Grading,
+    GradingRule,
     Policy,
     SlaPolicy,
     TeamPolicy,
@@ -427,3 +431,101 @@ def test_a_policy_nested_100k_deep_is_refused_with_file_and_line(nested: str) ->
         parse_policy(text, "deep.toml")
     assert caught.value.file == "deep.toml" and caught.value.line == 3
     assert "nested more than" in str(caught.value)
+# --- [grading] (SPEC section 10) -------------------------------------------------------------------
+
+GRADING_EXAMPLE = """\
+[grading]
+minimum_for_mql = "C"          # optional
+[grading.grades]
+A = 60
+B = 40
+C = 20
+[[grading.rules]]
+field = "employees"
+at_least = 1000
+points = 30
+[[grading.rules]]
+field = "title"
+matches = "(?i)\\\\b(vp|chief|head|director)\\\\b"
+points = 25
+[[grading.rules]]
+field = "country"
+in = ["US", "DE", "GB"]
+points = 10
+"""
+
+
+def test_no_grading_section_means_no_rules_and_no_minimum():
+    grading = parse("").grading
+    assert grading == Grading() and grading.rules == () and grading.minimum_for_mql is None
+
+
+def test_the_grading_example_of_spec_section_10_parses():
+    grading = parse(GRADING_EXAMPLE).grading
+    assert grading.minimum_for_mql == "C"
+    assert dict(grading.grades) == {"A": 60, "B": 40, "C": 20}
+    assert grading.rules == (
+        GradingRule("employees", "at_least", 1000, 30),
+        GradingRule("title", "matches", r"(?i)\b(vp|chief|head|director)\b", 25),
+        GradingRule("country", "in", ("US", "DE", "GB"), 10),
+    )
+
+
+def test_every_condition_and_inline_rules_parse():
+    grading = parse(
+        """\
+        [grading]
+        rules = [
+          { field = "industry", equals = "software", points = 5 },
+          { field = "employees", below = 10, points = -20 },
+          { field = "employees", equals = 50, points = 1 },
+        ]
+        """
+    ).grading
+    assert [(r.condition, r.operand, r.points) for r in grading.rules] == [
+        ("equals", "software", 5), ("below", 10, -20), ("equals", 50, 1)]
+    assert dict(grading.grades) == dict(DEFAULT_GRADES)  # rules without grades: the SPEC example's
+
+
+def test_the_example_grading_policy_file_loads():
+    policy = load_policy(Path(__file__).resolve().parents[2] / "examples" / "policy-grading.toml")
+    assert policy.grading.rules and policy.grading.minimum_for_mql is not None
+
+
+@pytest.mark.parametrize("rule, line, key, problem", [
+    ('field = "title"\nmatches = "(?i)(vp"\npoints = 5', 3, "grading.rules[2].matches", "bad regular expression"),
+    ('field = "title"\npoints = 5', 1, "grading.rules[2]", "has no condition"),  # the rule's [[header]]
+    ('field = "title"\nequals = "VP"\nmatches = "VP"\npoints = 5', 4, "grading.rules[2].matches",
+     "has 2 conditions (equals, matches)"),
+    ('field = "title"\nmatch = "VP"\npoints = 5', 3, "grading.rules[2].match", "unknown key 'match'; did you mean 'matches'?"),
+    ('equals = "VP"\npoints = 5', 1, "grading.rules[2]", 'needs field = "<name>"'),
+    ('field = "title"\nequals = "VP"', 1, "grading.rules[2]", "needs points"),
+    ('field = "title"\nequals = true\npoints = 5', 3, "grading.rules[2].equals", "must be a string or a number"),
+    ('field = "n"\nat_least = "1000"\npoints = 5', 3, "grading.rules[2].at_least", "must be a number"),
+    ('field = "n"\nin = []\npoints = 5', 3, "grading.rules[2].in", "non-empty list"),
+    ('field = "n"\nbelow = 3\npoints = 2.5', 4, "grading.rules[2].points", "must be an integer"),
+])
+def test_a_bad_rule_is_refused_naming_file_line_and_key(rule, line, key, problem):
+    """``line`` counts from the second rule's ``[[grading.rules]]`` header (line 6)."""
+    text = f'[[grading.rules]]\nfield = "employees"\nat_least = 1000\npoints = 30\n\n[[grading.rules]]\n{rule}\n'
+    error = refusal(text)
+    assert_refused(error, line + 5, key, problem)
+
+
+def test_bad_grades_and_minimum_are_refused():
+    rule = '[[grading.rules]]\nfield = "x"\nequals = "y"\npoints = 1\n'
+    assert_refused(refusal(f'[grading]\nminimum_for_mql = "E"\n{rule}'), 2, "grading.minimum_for_mql",
+                   "unknown grade 'E'")
+    assert_refused(refusal('[grading]\nminimum_for_mql = "C"\n'), 2, "grading.minimum_for_mql",
+                   "needs at least one [[grading.rules]]")
+    assert_refused(refusal(f'[grading.grades]\nA = 60\nB = 60\n{rule}'), 3, "grading.grades.B",
+                   "like grade 'A'")
+    assert_refused(refusal(f'[grading.grades]\nA = 60\nD = 0\n{rule}'), 3, "grading.grades.D",
+                   "the grade below the lowest")
+    assert_refused(refusal('[grading]\nminimum = "C"\n'), 2, "grading.minimum", "did you mean 'minimum_for_mql'?")
+    assert_refused(refusal('[grading]\nrules = "x"\n'), 2, "grading.rules", "array of tables")
+
+
+def test_the_lowest_grade_is_a_valid_minimum():
+    policy = parse('[grading]\nminimum_for_mql = "D"\n[[grading.rules]]\nfield = "x"\nequals = "y"\npoints = 1\n')
+    assert policy.grading.minimum_for_mql == "D"

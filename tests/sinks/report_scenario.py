@@ -7,14 +7,28 @@ C: new → mql (rep-1/emea) → sal +2h → recycled +1d (reject, "no_budget"); 
 D: new → mql (rep-2/amer) → disqualified +3h with no reason (an instant `rejected_without_reason`).
 E: new → opportunity +1d (skips engaged, mql, sal, sql; rep-1/emea) → recycled +3d (closed_lost).
 F: new → engaged +1h → mql +1h unassigned → sal +3h, now owned by rep-2/amer; a ping_pong alert.
+
+Attribution and grade (SPEC section 10), on every record of the lead: A cpc/brand grade A, won for
+40 000; B cpc/brand C; C email/c1 B; D cpc/spring D; E none (it never met marketing), no grade;
+F email/c1 B.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from lifecycle.records import AlertRecord, LifecycleRecord
 from tests.sinks.sample_records import DAY, HOUR, T0, make_alert, make_transition
 
 MIN = 60_000
+ATTRIBUTION = {
+    "A": {"first_channel": "cpc", "first_campaign": "brand", "grade": "A"},
+    "B": {"first_channel": "cpc", "first_campaign": "brand", "grade": "C"},
+    "C": {"first_channel": "email", "first_campaign": "c1", "grade": "B"},
+    "D": {"first_channel": "cpc", "first_campaign": "spring", "grade": "D"},
+    "E": {},
+    "F": {"first_channel": "email", "first_campaign": "c1", "grade": "B"},
+}
 
 
 def lifecycle_records() -> list[LifecycleRecord]:
@@ -27,7 +41,7 @@ def lifecycle_records() -> list[LifecycleRecord]:
         t("A", "sql", "opportunity", at=T0 + HOUR + 7 * DAY, owner_id="rep-1", team="emea",
           time_in_previous=5 * DAY, event_type="deal_stage_change"),
         t("A", "opportunity", "customer", at=T0 + HOUR + 17 * DAY, owner_id="rep-1", team="emea",
-          time_in_previous=10 * DAY, event_type="deal_stage_change"),
+          time_in_previous=10 * DAY, event_type="deal_stage_change", amount=40000.0),
     ]
     b = [t("B", None, "new", at=T0), t("B", "new", "mql", at=T0 + HOUR, time_in_previous=HOUR)]
     c = [
@@ -57,8 +71,8 @@ def lifecycle_records() -> list[LifecycleRecord]:
         t("F", "mql", "sal", at=T0 + 5 * HOUR, owner_id="rep-2", team="amer", time_in_previous=3 * HOUR,
           event_type="sales_touch"),
     ]
-    records = a + b + c + d + e + f
-    return records + [a[2], c[3]]  # repeats (at-least-once output) count once
+    records = [replace(r, **ATTRIBUTION[r.lead_id]) for r in a + b + c + d + e + f]
+    return records + [records[2], records[11]]  # repeats of a[2], c[3] (at-least-once output) count once
 
 
 def alert_records() -> list[AlertRecord]:
@@ -114,3 +128,28 @@ BY_TEAM = {"(none)": (1, 1, 0, 0), "amer": (2, 0, 1, 1), "emea": (5, 0, 1, 1)}
 REASONS = [("reject", "no_budget", 1), ("disqualify", "(none)", 1)]
 LOST = [("mql", 0, 1), ("sal", 1, 0), ("opportunity", 1, 0)]
 INSTANT = {"ping_pong": 1, "rejected_without_reason": 1}
+
+# SPEC section 10. group: (leads, mqls, sals, rejected, disqualified, sqls, opportunities, customers, revenue,
+# top reject reasons, median mql→sal ms). E jumped over mql and sal: no MQL, no SAL, but an SQL and an
+# opportunity (reached by any path).
+BY_CHANNEL = {
+    "cpc": (3, 3, 1, 0, 1, 1, 1, 1, 40000.0, (), HOUR),                      # A, B, D
+    "email": (2, 2, 2, 1, 0, 0, 0, 0, 0.0, (("no_budget", 1),), 2.5 * HOUR),  # C, F: mql→sal 2h, 3h
+    "(none)": (1, 0, 0, 0, 0, 1, 1, 0, 0.0, (), None),                       # E
+}
+BY_CAMPAIGN_ORDER = ["brand", "c1", "spring", "(none)"]  # most leads first, then by name; none last
+BY_CAMPAIGN = {
+    "brand": (2, 2, 1, 0, 0, 1, 1, 1, 40000.0, (), HOUR),
+    "c1": BY_CHANNEL["email"],
+    "spring": (1, 1, 0, 0, 1, 0, 0, 0, 0.0, (), None),
+    "(none)": BY_CHANNEL["(none)"],
+}
+BY_GRADE = {
+    "A": (1, 1, 1, 0, 0, 1, 1, 1, 40000.0, (), HOUR),
+    "B": BY_CHANNEL["email"],
+    "C": (1, 1, 0, 0, 0, 0, 0, 0, 0.0, (), None),
+    "D": (1, 1, 0, 0, 1, 0, 0, 0, 0.0, (), None),
+    "(none)": BY_CHANNEL["(none)"],
+}
+# week: (MQL moves, of them accepted, first-touch met, first-touch decided): all in the week of T0
+BY_WEEK = {"2026-W02": (5, 3, 4, 5)}

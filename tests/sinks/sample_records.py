@@ -17,7 +17,10 @@ def make_transition(lead_id: str = "L1", from_stage: str | None = "new", to_stag
                     at: int = T0, owner_id: str | None = None, team: str | None = None, score: int = 10,
                     skipped: tuple[str, ...] = (), time_in_previous: int | None = None,
                     event_type: str = "form_fill", reason: str | None = None,
-                    transition_id: str | None = None) -> LifecycleRecord:
+                    transition_id: str | None = None, first_channel: str | None = None,
+                    first_campaign: str | None = None, mql_channel: str | None = None,
+                    mql_campaign: str | None = None, grade: str | None = None,
+                    amount: float | None = None) -> LifecycleRecord:
     if time_in_previous is None and from_stage is not None:
         time_in_previous = 0
     return LifecycleRecord(
@@ -25,7 +28,8 @@ def make_transition(lead_id: str = "L1", from_stage: str | None = "new", to_stag
         lead_id=lead_id, from_stage=from_stage, to_stage=to_stage,
         trigger_event_id=f"ev-{next(_ids)}", trigger_event_type=event_type, occurred_at=at,
         owner_id=owner_id, team=team, score=score, skipped_stages=skipped,
-        time_in_previous_stage_ms=time_in_previous, reason=reason)
+        time_in_previous_stage_ms=time_in_previous, reason=reason, first_channel=first_channel,
+        first_campaign=first_campaign, mql_channel=mql_channel, mql_campaign=mql_campaign, grade=grade, amount=amount)
 
 
 def make_alert(lead_id: str = "L1", type_: str = "follow_up_overdue", *, sla: str | None = "first_touch",

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from sinks.base import SinkError
-from sinks.sql import MIGRATIONS, SqlSink, connect, migrate, schema_version
+from lifecycle.records import LifecycleRecord
+from sinks.sql import MIGRATIONS, TRANSITION_COLUMNS, SqlSink, connect, migrate, schema_version, transition_row
 from tests.sinks.sample_records import DAY, HOUR, T0, make_alert, make_dlq, make_transition
 
 
@@ -21,15 +22,20 @@ def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield request.getfixturevalue("postgres_url")
 
 
+ATTRIBUTED = {"first_channel": "cpc", "first_campaign": "brand", "grade": "B"}
+MQL_TOUCH = {"mql_channel": "cpc", "mql_campaign": "brand"}
+
+
 def journey(lead: str = "L1") -> list:
     """new -> mql (same millisecond, one hand-raiser form) -> sal -> recycled."""
     return [
-        make_transition(lead, None, "new", at=T0, time_in_previous=None),
-        make_transition(lead, "new", "mql", at=T0, owner_id="rep-1", team="emea", score=0),
+        make_transition(lead, None, "new", at=T0, time_in_previous=None, **ATTRIBUTED),
+        make_transition(lead, "new", "mql", at=T0, owner_id="rep-1", team="emea", score=0, **ATTRIBUTED, **MQL_TOUCH),
         make_transition(lead, "mql", "sal", at=T0 + HOUR, owner_id="rep-1", team="emea", time_in_previous=HOUR,
-                        event_type="sales_touch"),
+                        event_type="sales_touch", **ATTRIBUTED, **MQL_TOUCH),
         make_transition(lead, "sal", "recycled", at=T0 + 3 * DAY, owner_id="rep-1", team="emea",
-                        time_in_previous=3 * DAY - HOUR, event_type="sales_disposition", reason="no_budget", score=0),
+                        time_in_previous=3 * DAY - HOUR, event_type="sales_disposition", reason="no_budget", score=0,
+                        **ATTRIBUTED, **MQL_TOUCH),
     ]
 
 
@@ -47,16 +53,44 @@ def test_migrates_an_empty_database_to_the_latest_version(sql_url: str) -> None:
     conn.close()
 
 
+#: The columns of ``lead_transitions`` before migration 4 (the SPEC section 10 columns).
+V1_TRANSITION_COLUMNS = TRANSITION_COLUMNS[:13]
+
+
+def write_as_before(sql_url: str, migrations: int, record: LifecycleRecord) -> None:
+    """A database at schema version ``migrations`` holding ``record`` as a sink of that version wrote it."""
+    with SqlSink(sql_url, migrations=MIGRATIONS[:migrations]) as old:
+        assert old.version == migrations
+    dialect, conn = connect(sql_url)
+    ph = ", ".join([dialect.placeholder] * len(V1_TRANSITION_COLUMNS))
+    conn.cursor().execute(f"INSERT INTO lead_transitions ({', '.join(V1_TRANSITION_COLUMNS)}) VALUES ({ph})",
+                          transition_row(record)[:len(V1_TRANSITION_COLUMNS)])
+    conn.commit()
+    conn.close()
+
+
 def test_migrates_from_an_older_version_keeping_rows(sql_url: str) -> None:
-    with SqlSink(sql_url, migrations=MIGRATIONS[:1]) as old:
-        assert old.version == 1
-        old.add(make_transition())
+    write_as_before(sql_url, 1, make_transition())
     dialect, conn = connect(sql_url)
     assert schema_version(conn, dialect) == 1
     assert migrate(conn, dialect) == MIGRATIONS[-1].version
     conn.close()
     with SqlSink(sql_url) as sink:
         assert sink.count("lead_transitions") == 1
+
+
+def test_rows_written_before_migration_4_read_back_without_attribution(sql_url: str) -> None:
+    """Old rows keep working: the section-10 columns are added nullable and read back as None."""
+    old_record = make_transition("OLD", None, "new", at=T0, time_in_previous=None, transition_id="tr-old")
+    write_as_before(sql_url, 3, old_record)
+    won = make_transition("NEW", "opportunity", "customer", at=T0 + DAY, event_type="deal_stage_change",
+                          amount=40000.5, **ATTRIBUTED, **MQL_TOUCH)
+    with SqlSink(sql_url) as sink:
+        assert sink.version == MIGRATIONS[-1].version
+        sink.add(won)
+        sink.flush()
+        assert {r.transition_id: r for r in sink.transitions()} == {"tr-old": old_record, won.transition_id: won}
+        assert sink.leads()["NEW"]["grade"] == "B"
 
 
 def test_round_trips_every_record_type(sql_url: str) -> None:
@@ -90,7 +124,9 @@ def test_leads_table_holds_the_latest_state_and_re_adds_never_move_a_lead_back(s
         assert sink.count("lead_transitions") == len(records)
         assert sink.count("leads") == 2
     assert leads["L1"] == {"lead_id": "L1", "stage": "recycled", "from_stage": "sal", "owner_id": "rep-1",
-                           "team": "emea", "score": 0, "stage_entered_at": T0 + 3 * DAY, "updated_at": T0 + 3 * DAY}
+                           "team": "emea", "score": 0, "stage_entered_at": T0 + 3 * DAY, "updated_at": T0 + 3 * DAY,
+                           "first_channel": "cpc", "first_campaign": "brand", "mql_channel": "cpc",
+                           "mql_campaign": "brand", "grade": "B"}
     assert leads["L2"]["stage"] == "sal"
     assert leads["L2"]["stage_entered_at"] == T0 + HOUR
 
