@@ -13,11 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from lifecycle.events import SalesDispositioned
 from leadflow.report import Report, SlaClock, build_report, render_json, render_text
 from leadflow.report_html import render_html
+from leadflow.report_sources import load_sql
+from sinks.sql import SqlSink
 from tests.lifecycle.scenario import Scenario, assign, disposition, email, form_fill, t, touch
 
 HOUR = 3_600_000
@@ -145,15 +148,16 @@ def test_a_hold_on_a_lead_with_no_running_sla_shows_nothing() -> None:
 
 # -- rendering ------------------------------------------------------------------------------------
 
-def held_and_retracted() -> Report:
+def held_and_retracted() -> Scenario:
+    """The issue's history, and a second lead held for 30 minutes."""
     s = issue_11_history()
     s.send(form_fill("L3", "2026-03-02 14:40", "demo_request"), assign("L3", "2026-03-02 14:40", "rep-2"))
     s.send(hold("L3", "2026-03-02 14:45"), disposition("L3", "2026-03-02 15:15", "resume"))
-    return report_of(s)
+    return s
 
 
 def test_json_text_and_html_show_retractions_and_time_on_hold() -> None:
-    report = held_and_retracted()
+    report = report_of(held_and_retracted())
     data = json.loads(render_json(report))
     assert data["clock_by_sla"][1] == {"sla": "first_touch", "retracted": 1, "holds": 1, "held_ms": 1_800_000,
                                        "on_hold": 0}
@@ -166,6 +170,20 @@ def test_json_text_and_html_show_retractions_and_time_on_hold() -> None:
     html = render_html(report)
     assert "<h2>Late evidence and holds</h2>" in html
     assert "<tr><td>first_touch</td><td>1</td><td>1</td><td>30m</td><td>0</td></tr>" in html
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_sql_sink_gives_back_retractions_and_time_on_hold(backend: str, tmp_path: Path,
+                                                            request: pytest.FixtureRequest) -> None:
+    s = held_and_retracted()
+    report = report_of(s)
+    url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    with SqlSink(url, batch_size=4) as sink:
+        sink.add_all([*s.transitions, *s.alerts])
+    lifecycle, alerts = load_sql(url)
+    assert {a.alert_id: a for a in alerts} == {a.alert_id: a for a in s.alerts}
+    assert build_report(lifecycle, alerts) == report
+    assert clock(report) == SlaClock("first_touch", 1, 1, 1_800_000, 0)
 
 
 # -- the command, as a user runs it ---------------------------------------------------------------
