@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -238,6 +239,35 @@ def test_a_day_ending_inside_the_fall_back_fold_ends_at_the_first_occurrence():
     assert interval(policy, "2026-11-01") == (at("2026-11-01T00:30-04:00"), at("2026-11-01T01:30-04:00"))
     assert not cal.is_working(at("2026-11-01T01:15-05:00"))  # the second 01:15: the day is over
     assert add(policy, "2026-11-01T00:30-04:00", "1h") == at("2026-11-01T01:30-04:00")
+
+
+def first_moment_reading(zone: str, date: dt.date, time: dt.time) -> int:
+    """Brute force: the first whole minute whose local reading is ``date time`` or later."""
+    boundary, tz = dt.datetime.combine(date, time), ZoneInfo(zone)
+    moment = (boundary - dt.timedelta(hours=16)).replace(tzinfo=dt.timezone.utc)
+    while moment.astimezone(tz).replace(tzinfo=None) < boundary:
+        moment += dt.timedelta(minutes=1)
+    return int(moment.timestamp() * 1000)
+
+
+#: Days with a clock change, odd ones included: 30-minute DST (Lord Howe), a 45-minute zone
+#: (Chatham), a change at 00:01 (St John's, 2010), a 2-hour change (Troll), a skipped day (Apia).
+DST_DAYS = [
+    ("America/New_York", "2026-03-08"), ("America/New_York", "2026-11-01"),
+    ("Europe/Berlin", "2026-03-29"), ("Europe/Berlin", "2026-10-25"),
+    ("Australia/Lord_Howe", "2026-10-04"), ("Australia/Lord_Howe", "2026-04-05"),
+    ("Pacific/Chatham", "2026-09-27"), ("America/St_Johns", "2010-03-14"),
+    ("Antarctica/Troll", "2026-03-29"), ("Pacific/Apia", "2011-12-30"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(day=st.sampled_from(DST_DAYS), minute=st.integers(0, 24 * 60 - 1))
+def test_a_boundary_is_the_first_moment_the_local_clock_reads_it_or_later(day, minute):
+    zone, date = day[0], dt.date.fromisoformat(day[1])
+    time = dt.time(minute // 60, minute % 60)
+    cal = calendar_for(CalendarPolicy(timezone=zone, workdays=tuple(range(7))))
+    assert cal._boundary(date, time) == first_moment_reading(zone, date, time)
 
 
 # --- properties ---------------------------------------------------------------------------------
