@@ -57,6 +57,11 @@ SEED = 3
 #: Kafka orders a lead's events within one partition only, and the worker may see two topics'
 #: messages in either order (an assignment before the MQL that it assigns would be ignored).
 CROSS_TOPIC_GAP = 0.3
+#: SPEC 9 in the traffic: a quarter of first touches are logged in a CRM that syncs them 15 min to
+#: 4 h (pipeline time) late, so some breaches fire and are then retracted; a few leads go on hold.
+LAGGING_TOUCH_SHARE = 0.25
+TOUCH_LAG = (15 * 60_000, 4 * 3_600_000)
+HOLD_SHARE = 0.06
 WORKER_READY_TIMEOUT = 60.0
 WORKER_STOP_TIMEOUT = 10.0
 #: After the traffic stops: wait until no stage change or DLQ record arrived for ``DRAIN_QUIET``
@@ -107,26 +112,39 @@ def _event(lead_id: str, n: int, event_type: str, **fields: Any) -> dict[str, An
             "source": SOURCES[event_type]}
 
 
-def opening() -> list[tuple[float, dict[str, Any] | bytes]]:
+def opening() -> list[tuple[float, float, dict[str, Any] | bytes]]:
     """Scripted first seconds, so that a newcomer sees each kind of alert within ~15 s, whatever
     the random traffic does: a slow rep (warning, overdue, escalation, then the touch resolves
     them), an MQL nobody assigns in time (handoff_broken, resolved by the assignment), a malformed
-    message (DLQ). ``(seconds after start, event or raw bytes)``."""
+    message (DLQ), a touch the CRM syncs late (its breach fired, then is retracted: the call came
+    before the deadline) and a lead on hold (its deadline passes while held; no breach).
+    ``(seconds after start it is sent, seconds after start it happened, event or raw bytes)``."""
     from leadflow.traffic import BAD_MESSAGES
 
-    slow, unassigned = "L-000001", "L-000002"
-    return [
-        (0.5, _event(slow, 1, "form_fill", form_type="demo_request", form_id="f1")),
-        (0.9, _event(slow, 2, "lead_assigned", owner_id="emea-rep-1", team="emea")),
-        (1.0, _event(unassigned, 1, "form_fill", form_type="pricing", form_id="f1")),
-        (2.0, BAD_MESSAGES[2]),
-        (4.0, _event(unassigned, 2, "lead_assigned", owner_id="na-rep-3", team="na")),
-        (5.5, _event(unassigned, 3, "sales_touch", rep_id="na-rep-3", channel="call", outcome="connected")),
-        (14.0, _event(slow, 3, "sales_touch", rep_id="emea-rep-1", channel="email", outcome="connected")),
-        (22.0, _event(slow, 4, "sales_disposition", decision="qualify", rep_id="emea-rep-1")),
-        (34.0, _event(slow, 5, "deal_stage_change", deal_id=f"D-{slow}", stage="created", amount=40000)),
-        (50.0, _event(slow, 6, "deal_stage_change", deal_id=f"D-{slow}", stage="closed_won")),
+    slow, unassigned, synced_late, held = "L-000001", "L-000002", "L-000003", "L-000004"
+    script: list[tuple[float, float, dict[str, Any] | bytes]] = [
+        (0.5, 0.5, _event(slow, 1, "form_fill", form_type="demo_request", form_id="f1")),
+        (0.9, 0.9, _event(slow, 2, "lead_assigned", owner_id="emea-rep-1", team="emea")),
+        (1.0, 1.0, _event(unassigned, 1, "form_fill", form_type="pricing", form_id="f1")),
+        (1.5, 1.5, _event(synced_late, 1, "form_fill", form_type="contact_us", form_id="f1")),
+        (1.9, 1.9, _event(synced_late, 2, "lead_assigned", owner_id="na-rep-2", team="na")),
+        (2.0, 2.0, BAD_MESSAGES[2]),
+        (2.5, 2.5, _event(held, 1, "form_fill", form_type="pricing", form_id="f1")),
+        (2.9, 2.9, _event(held, 2, "lead_assigned", owner_id="apac-rep-2", team="apac")),
+        (4.0, 4.0, _event(unassigned, 2, "lead_assigned", owner_id="na-rep-3", team="na")),
+        (4.0, 4.0, _event(held, 3, "sales_disposition", decision="hold", reason="customer on holiday",
+                          rep_id="apac-rep-2")),
+        (5.5, 5.5, _event(unassigned, 3, "sales_touch", rep_id="na-rep-3", channel="call", outcome="connected")),
+        (6.5, 6.5, _event(held, 4, "sales_disposition", decision="resume", rep_id="apac-rep-2")),
+        # called at 5.4 s, before the 5.9 s deadline; the CRM syncs the call at 7.5 s
+        (7.5, 5.4, _event(synced_late, 3, "sales_touch", rep_id="na-rep-2", channel="call", outcome="connected")),
+        (8.0, 8.0, _event(held, 5, "sales_touch", rep_id="apac-rep-2", channel="call", outcome="connected")),
+        (14.0, 14.0, _event(slow, 3, "sales_touch", rep_id="emea-rep-1", channel="email", outcome="connected")),
+        (22.0, 22.0, _event(slow, 4, "sales_disposition", decision="qualify", rep_id="emea-rep-1")),
+        (34.0, 34.0, _event(slow, 5, "deal_stage_change", deal_id=f"D-{slow}", stage="created", amount=40000)),
+        (50.0, 50.0, _event(slow, 6, "deal_stage_change", deal_id=f"D-{slow}", stage="closed_won")),
     ]
+    return script
 
 
 class Traffic(threading.Thread):
@@ -149,7 +167,9 @@ class Traffic(threading.Thread):
         self.board = board
         self.seed = seed
         self.shape = TrafficShape(time_scale=time_scale, slow_rep_share=0.2,
-                                  duplicate_share=0.02, bad_share=0.004)
+                                  duplicate_share=0.02, bad_share=0.004,
+                                  lagging_touch_share=LAGGING_TOUCH_SHARE, touch_lag=TOUCH_LAG,
+                                  hold_share=HOLD_SHARE)
         self.scripted = scripted
         self.rng = random.Random(seed)
         self.stopping = threading.Event()
@@ -157,7 +177,7 @@ class Traffic(threading.Thread):
         self._heap: list[tuple[float, int, str, Any]] = []   # (due, seq, kind, event dict | bytes)
         self._seq = 0
         self._last: dict[str, tuple[str, float]] = {}        # lead -> (topic, sent at)
-        self._next_lead = 3 if scripted else 1
+        self._next_lead = 5 if scripted else 1
 
     def stop(self) -> None:
         self.stopping.set()
@@ -176,9 +196,9 @@ class Traffic(threading.Thread):
         count = int(shortfall + self.rng.random()) if shortfall > 0 else 0
         for _ in range(count):
             start = int((second + self.rng.random()) * 1000)
-            for at, body in journeys(1, seed=self.seed, start=start, span=0, shape=self.shape,
-                                     first_lead=self._next_lead):
-                self._push(at / 1000, "event", body)
+            for at, occurred, body in journeys(1, seed=self.seed, start=start, span=0, shape=self.shape,
+                                               first_lead=self._next_lead):
+                self._push(at / 1000, "event", (body, (at - occurred) / 1000))
             self._next_lead += 1
 
     def run(self) -> None:
@@ -202,8 +222,11 @@ class Traffic(threading.Thread):
         t0 = time.time()
         self.board.start()
         if self.scripted:
-            for offset, item in opening():
-                self._push(t0 + offset, "bad" if isinstance(item, bytes) else "event", item)
+            for sent, occurred, item in opening():
+                if isinstance(item, bytes):
+                    self._push(t0 + sent, "bad", item)
+                else:
+                    self._push(t0 + sent, "event", (item, sent - occurred))
         next_second = t0
         while not self.stopping.is_set():
             now = time.time()
@@ -218,14 +241,15 @@ class Traffic(threading.Thread):
 
     def _send(self, producer: Any, kind: str, item: Any, now: float) -> None:
         if kind == "event":
-            topic = topic_for(item["event_type"], self.topics)
-            lead_id = item["lead_id"]
+            body, lag = item  # lag: how long before being sent it happened (a late CRM sync)
+            topic = topic_for(body["event_type"], self.topics)
+            lead_id = body["lead_id"]
             last = self._last.get(lead_id)
             if last is not None and last[0] != topic and now < last[1] + CROSS_TOPIC_GAP:
                 self._push(last[1] + CROSS_TOPIC_GAP, kind, item)
                 return
-            item["occurred_at"] = format_time(int(now * 1000))
-            value = json.dumps(item, separators=(",", ":")).encode()
+            body["occurred_at"] = format_time(int((now - lag) * 1000))
+            value = json.dumps(body, separators=(",", ":")).encode()
             self._produce(producer, topic, lead_id.encode(), value, "event")
             self._last[lead_id] = (topic, now)
             if self.rng.random() < self.shape.duplicate_share:   # a source that delivers twice

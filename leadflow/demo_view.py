@@ -37,6 +37,11 @@ STAGE_STYLE = {
     "disqualified": "grey50",
 }
 BREACHES = frozenset({"follow_up_overdue", "handoff_broken"})
+#: Alerts that end an earlier one: a resolution (it was true) or a retraction (SPEC 9: it was false,
+#: the evidence only arrived late).
+CLOSERS = frozenset({"sla_resolved", "sla_retracted"})
+#: Alerts that say a lead's clock stopped or started again: shown, never open.
+CLOCK_MARKS = frozenset({"sla_held", "sla_resumed"})
 FEED_LINES = 12
 SPARK_SECONDS = 30
 _SPARKS = "▁▂▃▄▅▆▇█"
@@ -52,7 +57,11 @@ class FeedEntry:
 
     def markup(self) -> str:
         line = _feed_line(self.record)
-        return f"{line} [dim](closes {safe(', '.join(self.closes))})[/]" if self.closes else line
+        if not self.closes:
+            return line
+        if self.record.type == "sla_retracted":
+            return f"{line} [bright_cyan]false alarm[/] [dim](retracts {safe(', '.join(self.closes))})[/]"
+        return f"{line} [dim](closes {safe(', '.join(self.closes))})[/]"
 
 
 def _short(alert: AlertRecord) -> str:
@@ -101,6 +110,7 @@ class Board:
         self.open_alerts: dict[str, AlertRecord] = {}
         self.feed: deque[FeedEntry] = deque(maxlen=FEED_LINES)
         self.resolutions: list[Resolution] = []
+        self.retracted_breaches = 0  # breaches proved false by late evidence
         self.breaches_by_owner: Counter[str] = Counter()
         self.dlq_by_code: Counter[str] = Counter()
         self.health: dict[str, Any] | None = None
@@ -165,7 +175,10 @@ class Board:
             self._alerts.add(record.alert_id)
             self._count_out()
             self.alerts_by_type[record.type] += 1
-            if record.type != "sla_resolved":
+            if record.type in CLOCK_MARKS:
+                self.feed.append(FeedEntry(record))
+                return
+            if record.type not in CLOSERS:
                 if record.type in BREACHES and record.level == 1:
                     self.breaches_by_owner[record.owner_id or "unassigned"] += 1
                 self.open_alerts[record.alert_id] = record
@@ -173,13 +186,21 @@ class Board:
                 return
             closed = self.open_alerts.pop(record.resolves_alert_id or "", None)
             if closed is not None and closed.type in BREACHES:
-                self.resolutions.append(Resolution(
-                    record.lead_id, closed.sla, closed.type, closed.owner_id,
-                    closed.detected_at, record.detected_at))
+                if record.type == "sla_retracted":  # it was never a breach: not the owner's
+                    if closed.level == 1:
+                        self.retracted_breaches += 1
+                        owner = closed.owner_id or "unassigned"
+                        self.breaches_by_owner[owner] -= 1
+                        if self.breaches_by_owner[owner] <= 0:
+                            del self.breaches_by_owner[owner]
+                else:
+                    self.resolutions.append(Resolution(
+                        record.lead_id, closed.sla, closed.type, closed.owner_id,
+                        closed.detected_at, record.detected_at))
             label = _short(closed) if closed is not None else "an earlier alert"
             last = self.feed[-1] if self.feed else None
             # One SLA met closes its warning, breach and escalation at once: one line, not three.
-            if (last is not None and last.record.type == "sla_resolved" and last.record.lead_id == record.lead_id
+            if (last is not None and last.record.type == record.type and last.record.lead_id == record.lead_id
                     and last.record.sla == record.sla and abs(last.record.detected_at - record.detected_at) < 1000):
                 last.closes.append(label)
             else:
@@ -291,9 +312,10 @@ class Header:
     speedup: float | None = None   # None: the user's own policy, no statement about the clock
 
 
-PANEL_ROWS = 11
+PANEL_ROWS = 12
 ALERT_ROWS = (("sla_warning", "warnings", "yellow"), ("follow_up_overdue", "overdue", "red"),
-              ("handoff_broken", "handoff_broken", "magenta"), ("sla_resolved", "resolved", "green"))
+              ("handoff_broken", "handoff_broken", "magenta"), ("sla_resolved", "resolved", "green"),
+              ("sla_retracted", "retracted", "bright_cyan"))
 
 
 def _funnel(board: Board, width: int = 34) -> Panel:
@@ -327,6 +349,9 @@ def _numbers(board: Board) -> Panel:
         detail = ""
         if kind == "sla_resolved":
             detail = f"{len(board.resolutions)} breaches closed"
+        elif kind == "sla_retracted":
+            detail = (f"false alarms · {board.alerts_by_type['sla_held']} held, "
+                      f"{board.alerts_by_type['sla_resumed']} resumed")
         grid.add_row(Text(label, style), f"{board.alerts_by_type[kind]:,}", _one_line(Text(detail, "dim")))
     grid.add_row("open alerts", f"{len(board.open_alerts):,}", "")
     codes = plain(" ".join(f"{code} {n}" for code, n in sorted(board.dlq_by_code.items())))
@@ -350,7 +375,8 @@ def _feed(board: Board, rows: int = FEED_LINES) -> Panel:
     if not lines:
         lines = [Text("no alerts yet: the first SLA deadlines are a few seconds away", "dim")]
     return Panel(Group(*lines), title="[bold]alerts[/] · as they fire and resolve "
-                 "([yellow]warning[/] [red]overdue[/] [magenta]handoff_broken[/] [green]resolved[/])",
+                 "([yellow]warning[/] [red]overdue[/] [magenta]handoff_broken[/] [green]resolved[/] "
+                 "[bright_cyan]retracted[/] [blue]held/resumed[/])",
                  title_align="left", border_style="blue", height=rows + 2)
 
 
@@ -421,6 +447,8 @@ def summary(board: Board, header: Header, *, examples: int = 5) -> Table:
         for code, n in sorted(board.dlq_by_code.items()):
             table.add_row(f"  {safe(code)}", f"{n:,}", "")
         table.add_row("breach → resolved", f"{len(board.resolutions):,}", "")
+        table.add_row("breach → retracted", f"{board.retracted_breaches:,}",
+                      "false alarms: the touch happened in time, its record arrived late")
         for r in resolution_examples(board.resolutions, examples):
             table.add_row("", "", _resolution_line(r, header.speedup))
         table.add_row("worker log", "", safe(header.worker_log))

@@ -23,7 +23,8 @@ from streams.config import DEFAULT_FUTURE_MARGIN_MS
 #: Inputs above this size get a progress bar; below it, every record is shown when ``--show`` is unset.
 LARGE_INPUT_BYTES = 4 * 1024 * 1024
 SHOW_LIMIT_BYTES = 256 * 1024
-_ALERT_STYLE = {"sla_warning": "yellow", "follow_up_overdue": "red", "handoff_broken": "magenta", "sla_resolved": "green"}
+_ALERT_STYLE = {"sla_warning": "yellow", "follow_up_overdue": "red", "handoff_broken": "magenta", "sla_resolved": "green",
+                "sla_retracted": "bold bright_cyan", "sla_held": "blue", "sla_resumed": "blue"}
 
 
 def describe(record: Record) -> str:

@@ -18,11 +18,20 @@ Derivations (the outputs carry no "SLA started" record, so starts are derived):
   names it; it is counted once.
 - *Breached*: a ``follow_up_overdue`` of level 1, or a ``handoff_broken`` with a deadline (reasons
   ``unassigned``, ``recycled_not_nurtured``). *Resolved*: an ``sla_resolved`` names the breach alert.
-  *Ended*: resolved, or the lead later left the SLA's stage (for ``assignment``: or got an owner).
-- Outcome, one per instance: ``met`` (ended, never breached), ``late`` (breached, then resolved),
-  ``open`` (breached, not resolved when the data ends), ``in_progress`` (started, neither breached nor
-  ended yet). Compliance = met / (met + late + open). Owner and team: the breach alert's when
-  breached (who held the lead when it broke), else those of the record that started it.
+  *Retracted* (SPEC 9): an ``sla_retracted`` names it — the satisfying event happened at or before
+  the deadline and only arrived late, so the breach was false and the instance was met on time.
+  *Ended*: resolved or retracted, or the lead later left the SLA's stage (for ``assignment``: or got
+  an owner).
+- Outcome, one per instance: ``met`` (ended, never breached or its breach retracted), ``late``
+  (breached, then resolved), ``open`` (breached, not resolved when the data ends), ``in_progress``
+  (started, neither breached nor ended yet). Compliance = met / (met + late + open). Owner and team:
+  the breach alert's when breached (who held the lead when it broke), else those of the record that
+  started it.
+- *Time on hold* (SPEC 9), per SLA: the ``held_ms`` of every ``sla_resumed``, plus, for a hold no
+  resume followed (``sla_held`` last), the time from that ``sla_held``'s ``detected_at`` to the end of
+  the instance (the record that left its stage) or, while it runs, to the end of the data; such an
+  instance is *on hold now*. It is shown, never counted against the owner: a resume moves the
+  deadline by the time held, so compliance already excludes it.
 - Instant broken handoffs (``ping_pong``, ``rejected_without_reason``) are not SLA instances; they
   are counted by reason.
 - *Lost*: leads whose latest stage is ``recycled`` or ``disqualified``, by the stage they left.
@@ -119,6 +128,17 @@ class Compliance:
 
 
 @dataclass(frozen=True)
+class SlaClock:
+    """What the fair clock (SPEC 9) did to one SLA's instances: shown, never held against anyone."""
+
+    sla: str
+    retracted: int  # instances whose breach was retracted (late evidence): counted met on time
+    holds: int  # instances that were put on hold
+    held_ms: int  # time on hold, all instances
+    on_hold: int  # instances still on hold when the data ends
+
+
+@dataclass(frozen=True)
 class ReasonCount:
     decision: str  # reject | disqualify
     reason: str
@@ -209,6 +229,7 @@ class Report:
     reasons: tuple[ReasonCount, ...]
     lost: tuple[LostLeads, ...]
     alerts_by_type: tuple[tuple[str, int], ...]
+    clock_by_sla: tuple[SlaClock, ...] = ()  # late evidence and holds (SPEC 9)
     by_channel: tuple[SourceQuality, ...] = ()
     by_campaign: tuple[SourceQuality, ...] = ()
     by_grade: tuple[SourceQuality, ...] = ()
@@ -239,8 +260,13 @@ class _Instance:
     owner_id: str | None = None
     team: str | None = None
     ended: bool = False
+    ended_at: int | None = None  # when it ended, if a lifecycle record says
     breach_alert_id: str | None = None
     resolved: bool = False
+    retracted: bool = False  # its breach was false: the evidence came from before the deadline
+    was_held: bool = False
+    held_ms: int = 0
+    on_hold: bool = False
     opened_at: int | None = None  # when an instance without a known start began (its MQL move)
 
     @property
@@ -249,7 +275,7 @@ class _Instance:
 
     @property
     def outcome(self) -> str:
-        if self.breach_alert_id is not None:
+        if self.breach_alert_id is not None and not self.retracted:
             return "late" if self.resolved else "open"
         return "met" if self.ended else "in_progress"
 
@@ -273,7 +299,39 @@ def _bucket(ms: int) -> int:
     return len(HISTOGRAM_EDGES_MS)
 
 
-def _sla_instances(by_lead: dict[str, list[LifecycleRecord]], alerts: list[AlertRecord]) -> list[_Instance]:
+def _derive_end(inst: _Instance, records: Iterable[LifecycleRecord], instances: Iterable[_Instance]) -> None:
+    """When an instance known only from its alerts ended: the lead left the SLA's stage, or the SLA
+    restarted (a new owner restarts ``first_touch``), whichever came first after it started."""
+    start = inst.started_at
+    if start is None:
+        return
+    stage = SLA_STAGE[inst.sla]
+    ends = [r.occurred_at for r in records if r.from_stage == stage and r.occurred_at >= start]
+    ends += [i.started_at for i in instances if i.lead_id == inst.lead_id and i.sla == inst.sla
+             and i.started_at is not None and i.started_at > start]
+    if ends:
+        inst.ended, inst.ended_at = True, min(ends)
+
+
+def _hold_time(inst: _Instance, marks: list[AlertRecord], data_end: int) -> None:
+    """Time on hold of one instance from its ``sla_held`` / ``sla_resumed`` alerts (any order)."""
+    marks.sort(key=lambda a: (a.detected_at, a.type != "sla_held", a.alert_id))
+    inst.was_held = True
+    inst.held_ms = sum(a.held_ms or 0 for a in marks if a.type == "sla_resumed")
+    last = marks[-1]
+    if last.type != "sla_held":
+        return
+    # a hold no resume followed: it ran until the instance ended (a stage change ends a hold), or
+    # it still runs when the data ends
+    if not inst.ended:
+        inst.on_hold = True
+        inst.held_ms += max(0, data_end - last.detected_at)
+    elif inst.ended_at is not None:
+        inst.held_ms += max(0, inst.ended_at - last.detected_at)
+
+
+def _sla_instances(by_lead: dict[str, list[LifecycleRecord]], alerts: list[AlertRecord],
+                   data_end: int = 0) -> list[_Instance]:
     instances: dict[tuple[str, str, int | None], _Instance] = {}
     inferred_first_touch: list[tuple[str, int, int]] = []  # (lead, entered mql, left mql) unassigned entry
 
@@ -289,25 +347,38 @@ def _sla_instances(by_lead: dict[str, list[LifecycleRecord]], alerts: list[Alert
             inst = instances.setdefault((lead_id, sla, r.occurred_at), _Instance(lead_id, sla, r.occurred_at))
             inst.owner_id, inst.team = r.owner_id, r.team
             inst.ended = nxt is not None
+            inst.ended_at = nxt.occurred_at if nxt is not None else None
             if sla == "assignment" and nxt is not None and nxt.owner_id is not None:
                 inferred_first_touch.append((lead_id, r.occurred_at, nxt.occurred_at))
 
     resolved_ids = {a.resolves_alert_id for a in alerts if a.type == "sla_resolved" and a.resolves_alert_id}
+    retracted_ids = {a.resolves_alert_id for a in alerts if a.type == "sla_retracted" and a.resolves_alert_id}
+    holds: dict[tuple[str, str, int | None], list[AlertRecord]] = defaultdict(list)
+    from_alerts: list[_Instance] = []
     for a in alerts:
         if a.sla is None or a.due_at is None:  # instant handoffs name no SLA instance
             continue
-        inst = instances.get((a.lead_id, a.sla, a.started_at))
+        key = (a.lead_id, a.sla, a.started_at)
+        inst = instances.get(key)
         if inst is None:
-            inst = instances[(a.lead_id, a.sla, a.started_at)] = _Instance(
-                a.lead_id, a.sla, a.started_at, a.owner_id, a.team)
-        if a.type == "sla_resolved":
+            inst = instances[key] = _Instance(a.lead_id, a.sla, a.started_at, a.owner_id, a.team)
+            from_alerts.append(inst)
+        if a.type in ("sla_resolved", "sla_retracted"):
             inst.ended = True
+        elif a.type in ("sla_held", "sla_resumed"):
+            holds[key].append(a)
         elif _is_breach(a):
             inst.breach_alert_id = a.alert_id
             inst.owner_id, inst.team = a.owner_id, a.team
     for inst in instances.values():
         if inst.breach_alert_id is not None and inst.breach_alert_id in resolved_ids:
             inst.resolved = inst.ended = True
+        if inst.breach_alert_id is not None and inst.breach_alert_id in retracted_ids:
+            inst.retracted = inst.ended = True
+    for inst in from_alerts:
+        _derive_end(inst, by_lead.get(inst.lead_id, ()), instances.values())
+    for key, marks in holds.items():
+        _hold_time(instances[key], marks, data_end)
 
     for lead_id, entered, left in inferred_first_touch:
         seen = any(i.lead_id == lead_id and i.sla == "first_touch" and i.started_at is not None
@@ -378,7 +449,8 @@ def build_report(lifecycle_records: Iterable[LifecycleRecord], alert_records: It
         times.append(StageTime(stage, len(values), statistics.median(values) if values else None,
                                percentile_nearest_rank(values, 0.9), tuple(hist)))
 
-    instances = _sla_instances(by_lead, alerts)
+    times_seen = [r.occurred_at for r in lifecycle.values()] + [a.detected_at for a in alerts]
+    instances = _sla_instances(by_lead, alerts, max(times_seen, default=0))
     reasons: Counter[tuple[str, str]] = Counter()
     for r in lifecycle.values():
         if r.trigger_event_type == "sales_disposition" and r.to_stage in ("recycled", "disqualified"):
@@ -390,7 +462,6 @@ def build_report(lifecycle_records: Iterable[LifecycleRecord], alert_records: It
         top.extend(ReasonCount(decision, reason, n) for reason, n in rows[:TOP_REASONS])
 
     instant = Counter(a.reason or NONE_LABEL for a in alerts if a.type == "handoff_broken" and a.due_at is None)
-    times_seen = [r.occurred_at for r in lifecycle.values()] + [a.detected_at for a in alerts]
     lost_order = [s for s in (*ALL_STAGES, NONE_LABEL) if s in lost]
     return Report(
         leads=len(by_lead),
@@ -408,6 +479,7 @@ def build_report(lifecycle_records: Iterable[LifecycleRecord], alert_records: It
         reasons=tuple(top),
         lost=tuple(LostLeads(s, lost[s]["recycled"], lost[s]["disqualified"]) for s in lost_order),
         alerts_by_type=tuple(sorted(Counter(a.type for a in alerts).items())),
+        clock_by_sla=_clock(instances),
         by_channel=_quality(by_lead, lambda r: r.first_channel),
         by_campaign=_quality(by_lead, lambda r: r.first_campaign),
         by_grade=_quality(by_lead, lambda r: r.grade, by_name=True),
@@ -485,6 +557,15 @@ def _weeks(by_lead: dict[str, list[LifecycleRecord]], instances: list[_Instance]
             met[week] += inst.outcome == "met"
     weeks = sorted(set(mqls) | set(decided))
     return tuple(WeekTrend(w, mqls[w], sals[w], met[w], decided[w]) for w in weeks)
+
+
+def _clock(instances: list[_Instance]) -> tuple[SlaClock, ...]:
+    rows = []
+    for name in SLAS:
+        mine = [i for i in instances if i.sla == name]
+        rows.append(SlaClock(name, sum(i.retracted for i in mine), sum(i.was_held for i in mine),
+                             sum(i.held_ms for i in mine), sum(i.on_hold for i in mine)))
+    return tuple(rows)
 
 
 # -- rendering ------------------------------------------------------------------------------------
@@ -589,6 +670,13 @@ def render_text(report: Report, console: Any) -> None:
         for c in rows:
             t.add_row(safe(c.group), str(c.met), str(c.late), str(c.open), str(c.in_progress), percent(c.rate))
         console.print(t)
+
+    t = Table(title="Late evidence and holds by SLA (never counted against the owner)")
+    for col in ("SLA", "breaches retracted", "put on hold", "time on hold", "on hold now"):
+        t.add_column(col, justify="left" if col == "SLA" else "right")
+    for k in report.clock_by_sla:
+        t.add_row(k.sla, str(k.retracted), str(k.holds), duration(k.held_ms), str(k.on_hold))
+    console.print(t)
 
     t = Table(title="Top reject and disqualify reasons")
     for col in ("decision", "reason", "leads"):

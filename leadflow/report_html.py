@@ -245,6 +245,11 @@ def render_html(report: Report) -> str:
         _compliance_table(report.compliance_by_sla, "SLA"),
         _compliance_table(report.compliance_by_team, "team"),
         _compliance_table(report.compliance_by_owner, "owner"),
+        "<h2>Late evidence and holds</h2>",
+        '<p class="muted">A breach retracted because its evidence happened before the deadline counts as met '
+        "on time; time on hold moves the deadline and is never counted against the owner.</p>",
+        _table(("SLA", "breaches retracted", "put on hold", "time on hold", "on hold now"),
+               [(k.sla, k.retracted, k.holds, duration(k.held_ms), k.on_hold) for k in report.clock_by_sla]),
         "<h2>Top reject and disqualify reasons</h2>",
         _table(("decision", "reason", "leads"), [(r.decision, r.reason, r.count) for r in report.reasons]),
         "<h2>Leads lost, by the stage they left</h2>",

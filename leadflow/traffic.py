@@ -2,7 +2,10 @@
 
 Used by the bundled sample, the benchmark and ``leadflow demo``. Each lead gets a journey drawn from
 weighted paths (nurtured, hand-raisers, slow reps, ping-pong, rejects, deals); a few messages are
-duplicated or malformed on purpose, because real sources send both.
+duplicated or malformed on purpose, because real sources send both. On request (``TrafficShape``) some
+sales touches reach Kafka late, as from a CRM that syncs logged calls in batches, and some reps put a
+lead on hold before the first touch and resume it later (SPEC 9); these draws come from a random
+stream of their own, so a journey is otherwise the same with them or without.
 
 Each lead also has a profile (SPEC section 10): the channel that brought it (UTM source, medium and
 campaign of its first form fill, or none for direct traffic) and its firmographics (employees, title,
@@ -96,6 +99,9 @@ class Profile:
         return cls(source, medium, campaign, fields, fit)
 
 
+HOLD_REASONS = ("customer on holiday", "waiting for budget approval", "asked to call back next week")
+
+
 @dataclass(frozen=True)
 class TrafficShape:
     """Knobs of the generator; ``time_scale`` < 1 compresses every gap (the demo uses it)."""
@@ -105,33 +111,42 @@ class TrafficShape:
     duplicate_share: float = 0.01
     bad_share: float = 0.002
     time_scale: float = 1.0
+    lagging_touch_share: float = 0.0  # touches that reach Kafka after they happened ...
+    touch_lag: tuple[int, int] = (15 * MINUTE, 3 * HOUR)  # ... by this much (a CRM's batch sync)
+    hold_share: float = 0.0  # assigned leads put on hold before the first touch, then resumed
 
 
 class _Journey:
-    """One lead's events, as (offset ms from the lead's start, event fields)."""
+    """One lead's events, as (offset ms from the lead's start when sent, ... when it happened, fields).
+
+    ``profile_rng`` draws the lead's channel and firmographics (SPEC 10) and ``clock_rng`` what SPEC 9
+    adds (late touches, holds), each apart from ``rng``.
+    """
 
     def __init__(self, rng: random.Random, lead_id: str, shape: TrafficShape, slow_reps: set[str],
-                 profile_rng: random.Random | None = None) -> None:
+                 profile_rng: random.Random | None = None, clock_rng: random.Random | None = None) -> None:
         self.rng = rng
         self.profile_rng = profile_rng if profile_rng is not None else random.Random(f"{lead_id}/profile")
         self.profile = Profile.draw(self.profile_rng)
         self._unsent = list(self.profile.fields)  # firmographics not yet asked for, in asking order
+        self.clock_rng = clock_rng or random.Random(f"{lead_id}/clock")
         self.lead_id = lead_id
         self.shape = shape
         self.slow_reps = slow_reps
         self.t = 0
-        self.events: list[tuple[int, dict]] = []
+        self.events: list[tuple[int, int, dict]] = []
         self.n = 0
 
     def wait(self, low: int, high: int) -> None:
         self.t += int(self.rng.uniform(low, high) * self.shape.time_scale)
 
-    def emit(self, event_type: str, **fields: object) -> None:
+    def emit(self, event_type: str, lag: int = 0, **fields: object) -> None:
+        """An event that happens now and is sent ``lag`` ms later."""
         self.n += 1
         body = {"event_id": f"{self.lead_id}-{self.n}", "event_type": event_type, "lead_id": self.lead_id}
         body.update({k: v for k, v in fields.items() if v is not None})
         body["source"] = SOURCES[event_type]
-        self.events.append((self.t, body))
+        self.events.append((self.t + lag, self.t, body))
 
     def form(self, form_type: str, form_id: str, *, acquisition: bool = False) -> None:
         """A form fill: the landing visit's UTM parameters on the first, an email's on a nurture
@@ -147,7 +162,29 @@ class _Journey:
         fields = {name: p.fields[name] for name in names}
         self.emit("form_fill", form_type=form_type, form_id=form_id, **utm, fields=fields or None)
 
-    def build(self) -> list[tuple[int, dict]]:
+    def maybe_hold(self) -> None:
+        """Sometimes the rep pauses the lead's clock (the customer asked to wait), then resumes it."""
+        clock = self.clock_rng
+        if clock.random() >= self.shape.hold_share:
+            return
+        owner = self.events[-1][2].get("owner_id")
+        self.t += int(clock.uniform(5 * MINUTE, 2 * HOUR) * self.shape.time_scale)
+        self.emit("sales_disposition", decision="hold", reason=clock.choice(HOLD_REASONS), rep_id=owner)
+        self.t += int(clock.uniform(HOUR, 8 * HOUR) * self.shape.time_scale)
+        self.emit("sales_disposition", decision="resume", rep_id=owner)
+
+    def touch(self, owner: str) -> None:
+        """The first touch; sometimes logged in a CRM that syncs it to Kafka only later. The rep's
+        next step comes after the sync, so the journey's later events stay in their order."""
+        clock = self.clock_rng
+        lag = 0
+        if clock.random() < self.shape.lagging_touch_share:
+            lag = int(clock.uniform(*self.shape.touch_lag) * self.shape.time_scale)
+        channel = self.rng.choice(["call", "email", "meeting"])
+        self.emit("sales_touch", lag=lag, rep_id=owner, channel=channel, outcome="connected")
+        self.t += lag
+
+    def build(self) -> list[tuple[int, int, dict]]:
         rng = self.rng
         if self.profile.utm_medium is not None or self.profile_rng.random() < 0.5:  # came in through a form
             self.form(self.profile_rng.choice(["content_download", "webinar"]), "f-landing", acquisition=True)
@@ -178,11 +215,12 @@ class _Journey:
                 self.wait(10 * MINUTE, HOUR)
                 self.emit("lead_assigned", owner_id=other, team=team)
                 owner = other
+        self.maybe_hold()
         if owner in self.slow_reps:
             self.wait(6 * HOUR, 2 * DAY)
         else:
             self.wait(10 * MINUTE, 3 * HOUR)
-        self.emit("sales_touch", rep_id=owner, channel=rng.choice(["call", "email", "meeting"]), outcome="connected")
+        self.touch(owner)
         self.wait(HOUR, 4 * DAY)
         decision = rng.random()
         misfit = 1.0 - self.profile.fit  # poor fits get rejected and disqualified more often
@@ -207,8 +245,9 @@ class _Journey:
 
 
 def journeys(leads: int, seed: int = 7, start: int = 1772442000000, span: int = 30 * DAY,
-             shape: TrafficShape = TrafficShape(), first_lead: int = 1) -> Iterator[tuple[int, dict]]:
-    """``(occurred_at ms, event dict without occurred_at)`` for ``leads`` leads, in time order."""
+             shape: TrafficShape = TrafficShape(), first_lead: int = 1) -> Iterator[tuple[int, int, dict]]:
+    """``(sent at ms, occurred_at ms, event dict without occurred_at)`` for ``leads`` leads, in the
+    order they are sent (the order of time, but for late touches)."""
     rng = random.Random(seed)
     slow_reps = {
         f"{prefix}-{i}"
@@ -217,7 +256,7 @@ def journeys(leads: int, seed: int = 7, start: int = 1772442000000, span: int = 
         if rng.random() < shape.slow_rep_share
     }
     starts = sorted(start + int(rng.random() * span * shape.time_scale) for _ in range(leads))
-    heap: list[tuple[int, int, int, list[tuple[int, dict]]]] = []
+    heap: list[tuple[int, int, int, list[tuple[int, int, dict]]]] = []
     index = 0
     seq = 0
     while index < len(starts) or heap:
@@ -225,17 +264,19 @@ def journeys(leads: int, seed: int = 7, start: int = 1772442000000, span: int = 
             lead_start = starts[index]
             lead_id = f"L-{first_lead + index:06d}"
             events = _Journey(random.Random(f"{seed}/{lead_id}"), lead_id, shape, slow_reps,
-                              random.Random(f"{seed}/{lead_id}/profile")).build()
+                              random.Random(f"{seed}/{lead_id}/profile"),
+                              random.Random(f"{seed}/{lead_id}/clock")).build()
             index += 1
             if events:
+                events.sort(key=lambda e: e[0])  # by when sent; stable: same-time events keep their order
                 events.reverse()
-                offset, _ = events[-1]
+                offset = events[-1][0]
                 heapq.heappush(heap, (lead_start + offset, seq, lead_start, events))
                 seq += 1
             continue
         at, _, lead_start, events = heapq.heappop(heap)
-        _, body = events.pop()
-        yield at, body
+        _, occurred, body = events.pop()
+        yield at, lead_start + occurred, body
         if events:
             heapq.heappush(heap, (lead_start + events[-1][0], seq, lead_start, events))
             seq += 1
@@ -244,8 +285,8 @@ def journeys(leads: int, seed: int = 7, start: int = 1772442000000, span: int = 
 def json_lines(leads: int, seed: int = 7, shape: TrafficShape = TrafficShape(), **kwargs) -> Iterator[bytes]:
     """The traffic as JSON lines (no newline), with a share of duplicates and malformed messages."""
     rng = random.Random(seed + 1)
-    for at, body in journeys(leads, seed, shape=shape, **kwargs):
-        body["occurred_at"] = format_time(at)
+    for _, occurred, body in journeys(leads, seed, shape=shape, **kwargs):
+        body["occurred_at"] = format_time(occurred)
         line = json.dumps(body, separators=(",", ":")).encode()
         yield line
         if rng.random() < shape.duplicate_share:

@@ -136,17 +136,40 @@ class BusinessCalendar:
     def _compute_day_interval(self, ordinal: int) -> tuple[int, int] | None:
         """The working interval ``[begin, end)`` in epoch ms of a local date; None if not a workday.
 
-        A wall-clock time inside a spring-forward gap maps as zoneinfo maps it (``fold=0``); a day
-        whose working hours collapse that way has no working time.
+        Each boundary is the first moment the local clock reads at or after it (``_boundary``); a
+        day whose working hours collapse that way (both inside one spring-forward gap) has none.
         """
         date = dt.date.fromordinal(ordinal)
         if date.weekday() not in self._workdays or date in self.policy.holidays:
             return None
-        begin = dt.datetime.combine(date, self.policy.day_start, tzinfo=self._zone)
-        end = dt.datetime.combine(date, self.policy.day_end, tzinfo=self._zone)
-        begin_ms = (begin - _EPOCH) // _MS
-        end_ms = (end - _EPOCH) // _MS
+        begin_ms = self._boundary(date, self.policy.day_start)
+        end_ms = self._boundary(date, self.policy.day_end)
         return (begin_ms, end_ms) if begin_ms < end_ms else None
+
+    def _boundary(self, date: dt.date, time: dt.time) -> int:
+        """The first instant (epoch ms) at which the local clock of ``date`` reads ``time`` or later.
+
+        In a fall-back fold the wall time happens twice: the first occurrence (``fold=0``). In a
+        spring-forward gap it never happens: the clock jumps from before it to after it, so the
+        answer is the instant of the jump (zoneinfo's ``fold=0`` would read the time with the
+        offset from before the jump, an instant the clock already shows later than ``time``).
+        """
+        local = dt.datetime.combine(date, time, tzinfo=self._zone)
+        at_ms = (local - _EPOCH) // _MS
+        if (_EPOCH + at_ms * _MS).astimezone(self._zone).replace(tzinfo=None) == local.replace(tzinfo=None):
+            return at_ms  # the wall time exists (once, or first of two)
+        # In the gap: the jump lies between this wall time read with the offset after it
+        # (``fold=1``: an instant before the jump) and with the offset before it (``at_ms``).
+        before = (local.replace(fold=1) - _EPOCH) // _MS
+        offset = (_EPOCH + before * _MS).astimezone(self._zone).utcoffset()
+        lo, hi = before, at_ms  # offset(lo) is the old one, offset(hi) the new one
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if (_EPOCH + mid * _MS).astimezone(self._zone).utcoffset() == offset:
+                lo = mid
+            else:
+                hi = mid
+        return hi
 
 
 @functools.lru_cache(maxsize=256)

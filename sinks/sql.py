@@ -140,12 +140,22 @@ def _v4_attribution(d: Dialect) -> Sequence[str]:
     )
 
 
+def _v5_fair_clock_alerts(d: Dialect) -> Sequence[str]:
+    """SPEC 9: ``sla_retracted`` names the late event that proves its alert false, ``sla_resumed``
+    says how long the hold lasted. Rows written before stay valid (both columns null)."""
+    return (
+        "ALTER TABLE lead_alerts ADD COLUMN evidence_event_id TEXT",
+        "ALTER TABLE lead_alerts ADD COLUMN held_ms BIGINT",
+    )
+
+
 #: Ordered; the sink applies every step above the stored ``schema_version``, each in a transaction.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables: lead_transitions, lead_alerts, leads, dlq_records", _v1_tables),
     Migration(2, "indexes for per-lead and per-stage reads", _v2_indexes),
     Migration(3, "read rows back in arrival order", _v3_arrival_order),
     Migration(4, "attribution, grade and deal amount (SPEC section 10)", _v4_attribution),
+    Migration(5, "alerts: evidence_event_id, held_ms (sla_retracted, sla_resumed)", _v5_fair_clock_alerts),
 )
 
 TRANSITION_COLUMNS: Final = (
@@ -155,7 +165,7 @@ TRANSITION_COLUMNS: Final = (
 )
 ALERT_COLUMNS: Final = (
     "alert_id", "type", "lead_id", "sla", "reason", "level", "stage", "owner_id", "team", "started_at",
-    "due_at", "detected_at", "overdue_by_ms", "resolves_alert_id",
+    "due_at", "detected_at", "overdue_by_ms", "resolves_alert_id", "evidence_event_id", "held_ms",
 )
 LEAD_COLUMNS: Final = (
     "lead_id", "stage", "from_stage", "owner_id", "team", "score", "stage_entered_at", "updated_at",
@@ -192,7 +202,8 @@ def transition_row(r: LifecycleRecord) -> tuple[Any, ...]:
 
 def alert_row(r: AlertRecord) -> tuple[Any, ...]:
     return (r.alert_id, r.type, r.lead_id, r.sla, r.reason, r.level, r.stage, r.owner_id, r.team,
-            r.started_at, r.due_at, r.detected_at, r.overdue_by_ms, r.resolves_alert_id)
+            r.started_at, r.due_at, r.detected_at, r.overdue_by_ms, r.resolves_alert_id, r.evidence_event_id,
+            r.held_ms)
 
 
 def lead_row(r: LifecycleRecord) -> tuple[Any, ...]:

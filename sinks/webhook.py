@@ -3,7 +3,8 @@
 Each alert is one request: the body is ``record_json(alert)``, with headers
 ``Content-Type: application/json``, ``Idempotency-Key: <alert_id>`` (so the receiver drops repeats —
 alerts are emitted at least once) and ``X-Leadflow-Signature: sha256=<hex HMAC-SHA256(secret, body)>``.
-Records other than alerts are not alerting material and are skipped.
+Records other than alerts are not alerting material and are skipped. Every alert type is sent:
+an ``sla_retracted`` (SPEC 9) names in ``resolves_alert_id`` the alert a pager closes as a false alarm.
 
 Delivery: ``add`` puts the alert on a bounded queue and returns at once; when the queue is full it
 raises ``SinkFull(retry_after)`` instead of growing. A few worker threads deliver over persistent

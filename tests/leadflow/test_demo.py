@@ -29,7 +29,7 @@ from lifecycle.records import AlertRecord, LifecycleRecord
 from schemas import codec
 from schemas.wire import format_time
 from leadflow import demo
-from leadflow.demo_view import Board, Header, render
+from leadflow.demo_view import Board, Header, render, summary
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,6 +235,8 @@ def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and
     assert _count("follow_up_overdue", out) + _count("handoff_broken", out) >= 1, shown
     assert _count("sla_resolved", out) >= 1, shown
     assert _count("breach → resolved", out) >= 1, shown
+    assert _count("sla_retracted", out) >= 1 and _count("breach → retracted", out) >= 1, shown  # SPEC 9
+    assert _count("sla_held", out) >= 1 and _count("sla_resumed", out) >= 1, shown
     assert _count("DLQ", out) >= 1, shown
     log = re.search(r"worker log\s+(\S+)", out)
     assert log and Path(log.group(1)).is_file(), shown
@@ -278,13 +280,13 @@ def test_the_opening_fires_and_resolves_a_breach_a_broken_handoff_and_a_dlq_reco
     processor = Processor(Engine(load_policy(str(policy))))
     t0 = 1_800_000_000_000
     records, bad = [], 0
-    for offset, item in demo.opening():
+    for _sent, occurred, item in demo.opening():  # in the order sent
         if isinstance(item, bytes):
             with pytest.raises(EventError):
                 codec.decode(item)
             bad += 1
             continue
-        value = dict(item, occurred_at=format_time(t0 + int(offset * 1000)))
+        value = dict(item, occurred_at=format_time(t0 + int(occurred * 1000)))
         records += processor.submit(codec.decode(json.dumps(value).encode()))
     records += processor.advance(t0 + 60_000)
     alerts = [r for r in records if isinstance(r, AlertRecord)]
@@ -297,11 +299,18 @@ def test_the_opening_fires_and_resolves_a_breach_a_broken_handoff_and_a_dlq_reco
     assert first("sla_warning", "L-000001") < first("follow_up_overdue", "L-000001") < first("sla_resolved", "L-000001") < 15
     stages = [r.to_stage for r in records if isinstance(r, LifecycleRecord) and r.lead_id == "L-000001"]
     assert stages == ["new", "mql", "sal", "sql", "opportunity", "customer"]
+    # SPEC 9: the touch synced late retracts the breach it came in time for (the warning was true)
+    late = [(a.type, a.level) for a in alerts if a.lead_id == "L-000003" and a.sla == "first_touch"]
+    assert late == [("sla_warning", 0), ("follow_up_overdue", 1), ("sla_resolved", 0), ("sla_retracted", 1)]
+    assert first("follow_up_overdue", "L-000003") < first("sla_retracted", "L-000003") < 10
+    # ... and the lead on hold passes its first deadline (6.9 s) held: no first-touch alert but the marks
+    held = [a.type for a in alerts if a.lead_id == "L-000004" and a.sla == "first_touch"]
+    assert held == ["sla_held", "sla_resumed"]
 
 
 def _alert(alert_id: str, type_: str, lead: str = "L-1", sla: str = "first_touch", at: int = 1_000,
-           level: int = 1, resolves: str | None = None) -> AlertRecord:
-    return AlertRecord(alert_id, type_, lead, sla, None, level, "mql", "rep-1", "na", 0, 500, at, 0, resolves)
+           level: int = 1, resolves: str | None = None, reason: str | None = None) -> AlertRecord:
+    return AlertRecord(alert_id, type_, lead, sla, reason, level, "mql", "rep-1", "na", 0, 500, at, 0, resolves)
 
 
 def _move(tid: str, lead: str, source: str | None, dest: str, skipped: tuple[str, ...] = ()) -> LifecycleRecord:
@@ -376,3 +385,31 @@ def test_the_board_prints_hostile_ids_as_text_and_never_a_terminal_escape() -> N
     # no operating-system command (a window title, or the OSC 8 of a rendered link), no bell, and
     # the colour the data asked for is text, not an escape (Rich's own style codes stay)
     assert "\x1b]" not in raw and "\x07" not in raw and "\x1b[31mred" not in raw
+
+
+def test_a_retraction_is_a_false_alarm_on_the_board_not_a_breach_of_the_owner() -> None:
+    board = Board(duration=10)
+    board.add_alert(_alert("w", "sla_warning", level=0))
+    board.add_alert(_alert("o1", "follow_up_overdue", at=2_000))
+    board.add_alert(_alert("r-w", "sla_resolved", at=3_000, level=0, resolves="w"))
+    board.add_alert(_alert("x-o1", "sla_retracted", at=3_000, resolves="o1", reason="late_event"))
+    board.add_alert(_alert("h", "sla_held", lead="L-2", at=3_500, level=0, reason="customer on holiday"))
+    board.add_alert(_alert("u", "sla_resumed", lead="L-2", at=3_900, level=0))
+    assert not board.open_alerts                   # retracted, and holds are never open
+    assert board.resolutions == [] and board.retracted_breaches == 1
+    assert board.breaches_by_owner == {}           # the false breach is not held against rep-1
+    lines = [entry.markup() for entry in board.feed]
+    assert "sla_retracted" in lines[3] and "false alarm" in lines[3] and "retracts overdue L1" in lines[3]
+    assert "closes warning" in lines[2] and "false alarm" not in lines[2]
+    assert "sla_held" in lines[4] and "customer on holiday" in lines[4] and "sla_resumed" in lines[5]
+    from rich.console import Console
+
+    console = Console(width=120, height=40, record=True, color_system=None)
+    console.print(render(board, Header("127.0.0.1:1", "demo-x", "built-in", "/tmp/w.log", 5000.0), 120, 40))
+    screen = console.export_text()
+    assert re.search(r"retracted +1 +false alarms · 1 held, 1 resumed", screen), screen
+    assert "false alarm (retracts overdue L1)" in screen, screen
+    assert len(screen.splitlines()) <= 40
+    console = Console(width=120, record=True, color_system=None)
+    console.print(summary(board, Header("127.0.0.1:1", "demo-x", "built-in", "/tmp/w.log", 5000.0)))
+    assert re.search(r"breach → retracted +1", console.export_text())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -165,6 +166,110 @@ def test_a_working_day_sees_the_hour_the_clocks_skip_as_missing():
     assert add(night_shift, "2026-03-29T01:00+01:00", "3h") == at("2026-03-29T05:00+02:00")
 
 
+def every_day(timezone: str, start: tuple[int, int], end: tuple[int, int]) -> CalendarPolicy:
+    return CalendarPolicy(timezone=timezone, workdays=tuple(range(7)), day_start=dt.time(*start),
+                          day_end=dt.time(*end))
+
+
+def interval(policy: CalendarPolicy, date: str) -> tuple[int, int] | None:
+    return calendar_for(policy)._day_interval(dt.date.fromisoformat(date).toordinal())
+
+
+# A working day starts and ends at the FIRST moment the local clock reads at or after the boundary:
+# inside a spring-forward gap that is the jump itself, inside a fall-back fold the first occurrence.
+
+@pytest.mark.parametrize(
+    ("timezone", "date", "jump"),
+    [
+        ("America/New_York", "2026-03-08", "2026-03-08T07:00+00:00"),  # 02:00 EST -> 03:00 EDT
+        ("Europe/Berlin", "2026-03-29", "2026-03-29T01:00+00:00"),  # 02:00 CET -> 03:00 CEST
+    ],
+)
+def test_a_day_starting_inside_the_spring_forward_gap_starts_at_the_jump(timezone, date, jump):
+    policy = every_day(timezone, (2, 30), (8, 0))
+    cal = calendar_for(policy)
+    begin, end = interval(policy, date)
+    assert begin == at(jump)  # 03:00 after the jump: the first moment the clock reads >= 02:30
+    assert cal.is_working(at(jump)) and not cal.is_working(at(jump) - 1)
+    assert cal.working_ms_between(begin, end) == 5 * HOUR  # 03:00-08:00 local
+
+
+def test_the_issue_11_repro_a_first_touch_due_in_one_business_hour_on_the_spring_forward_day():
+    # New York, every day 02:30-08:00; a demo request and its assignment at 07:15Z (03:15 EDT): the
+    # day began at 03:00 EDT, so one working hour later is 08:15Z (not 08:30Z).
+    from lifecycle.policy import Policy, SlaPolicy
+    from tests.lifecycle.scenario import Scenario, assign, form_fill
+
+    slas = dict(Policy().slas)
+    slas["first_touch"] = SlaPolicy(within=Duration(1, "h"), business=True)
+    s = Scenario(Policy(calendar=every_day("America/New_York", (2, 30), (8, 0)), slas=slas))
+    s.send(form_fill("L1", "2026-03-08T07:15:00Z", "demo_request"), assign("L1", "2026-03-08T07:15:00Z"))
+    assert s.lead().sla("first_touch").due_at == at("2026-03-08T08:15+00:00")
+
+
+def test_a_day_ending_inside_the_spring_forward_gap_ends_at_the_jump():
+    # 00:30-02:30 New York: on 2026-03-08 the clock jumps from 02:00 EST to 03:00 EDT at 07:00Z,
+    # so the day is 00:30 EST (05:30Z) to 07:00Z: 1h30 of working time, nothing after 02:30.
+    policy = every_day("America/New_York", (0, 30), (2, 30))
+    cal = calendar_for(policy)
+    assert interval(policy, "2026-03-08") == (at("2026-03-08T05:30+00:00"), at("2026-03-08T07:00+00:00"))
+    assert not cal.is_working(at("2026-03-08T07:00+00:00"))  # 03:00 EDT: after the day's end
+    # 1h30 that day, the last 30 minutes from 00:30 EDT the next day (04:30Z)
+    assert add(policy, "2026-03-08T05:30+00:00", "2h") == at("2026-03-09T05:00+00:00")
+
+
+def test_a_day_wholly_inside_the_gap_has_no_working_time():
+    policy = every_day("America/New_York", (2, 10), (2, 50))
+    assert interval(policy, "2026-03-08") is None
+    assert interval(policy, "2026-03-09") == (at("2026-03-09T02:10-04:00"), at("2026-03-09T02:50-04:00"))
+
+
+def test_a_day_starting_inside_the_fall_back_fold_starts_at_the_first_occurrence():
+    # New York 2026-11-01: 01:00-02:00 EDT, then the clocks go back and 01:00-02:00 EST follows.
+    policy = every_day("America/New_York", (1, 30), (8, 0))
+    cal = calendar_for(policy)
+    assert interval(policy, "2026-11-01") == (at("2026-11-01T01:30-04:00"), at("2026-11-01T08:00-05:00"))
+    assert cal.is_working(at("2026-11-01T01:30-04:00")) and not cal.is_working(at("2026-11-01T01:29-04:00"))
+    assert cal.working_ms_between(at("2026-11-01T00:00-04:00"), at("2026-11-02T00:00-05:00")) == 7.5 * HOUR
+
+
+def test_a_day_ending_inside_the_fall_back_fold_ends_at_the_first_occurrence():
+    policy = every_day("America/New_York", (0, 30), (1, 30))
+    cal = calendar_for(policy)
+    assert interval(policy, "2026-11-01") == (at("2026-11-01T00:30-04:00"), at("2026-11-01T01:30-04:00"))
+    assert not cal.is_working(at("2026-11-01T01:15-05:00"))  # the second 01:15: the day is over
+    assert add(policy, "2026-11-01T00:30-04:00", "1h") == at("2026-11-01T01:30-04:00")
+
+
+def first_moment_reading(zone: str, date: dt.date, time: dt.time) -> int:
+    """Brute force: the first whole minute whose local reading is ``date time`` or later."""
+    boundary, tz = dt.datetime.combine(date, time), ZoneInfo(zone)
+    moment = (boundary - dt.timedelta(hours=16)).replace(tzinfo=dt.timezone.utc)
+    while moment.astimezone(tz).replace(tzinfo=None) < boundary:
+        moment += dt.timedelta(minutes=1)
+    return int(moment.timestamp() * 1000)
+
+
+#: Days with a clock change, odd ones included: 30-minute DST (Lord Howe), a 45-minute zone
+#: (Chatham), a change at 00:01 (St John's, 2010), a 2-hour change (Troll), a skipped day (Apia).
+DST_DAYS = [
+    ("America/New_York", "2026-03-08"), ("America/New_York", "2026-11-01"),
+    ("Europe/Berlin", "2026-03-29"), ("Europe/Berlin", "2026-10-25"),
+    ("Australia/Lord_Howe", "2026-10-04"), ("Australia/Lord_Howe", "2026-04-05"),
+    ("Pacific/Chatham", "2026-09-27"), ("America/St_Johns", "2010-03-14"),
+    ("Antarctica/Troll", "2026-03-29"), ("Pacific/Apia", "2011-12-30"),
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(day=st.sampled_from(DST_DAYS), minute=st.integers(0, 24 * 60 - 1))
+def test_a_boundary_is_the_first_moment_the_local_clock_reads_it_or_later(day, minute):
+    zone, date = day[0], dt.date.fromisoformat(day[1])
+    time = dt.time(minute // 60, minute % 60)
+    cal = calendar_for(CalendarPolicy(timezone=zone, workdays=tuple(range(7))))
+    assert cal._boundary(date, time) == first_moment_reading(zone, date, time)
+
+
 # --- properties ---------------------------------------------------------------------------------
 
 CALENDARS = st.sampled_from(
@@ -179,6 +284,8 @@ CALENDARS = st.sampled_from(
             day_end=dt.time(18, 15),
             holidays=frozenset({dt.date(2026, 12, 25), dt.date(2026, 3, 30), dt.date(2026, 10, 26)}),
         ),
+        every_day("America/New_York", (2, 30), (8, 0)),  # starts inside the spring-forward gap
+        every_day("Europe/Berlin", (0, 30), (2, 30)),  # ends inside it, and inside the fold
     ]
 )
 STARTS = st.integers(min_value=at("2025-12-01T00:00+00:00"), max_value=at("2027-02-01T00:00+00:00"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord
@@ -43,6 +44,17 @@ def make_alert(lead_id: str = "L1", type_: str = "follow_up_overdue", *, sla: st
         type=type_, lead_id=lead_id, sla=sla, reason=reason, level=level, stage=stage, owner_id=owner_id,
         team=team, started_at=started_at, due_at=due_at, detected_at=detected,
         overdue_by_ms=max(0, detected - due_at) if due_at is not None else 0, resolves_alert_id=resolves)
+
+
+def fair_clock_alerts() -> list[AlertRecord]:
+    """SPEC 9's alerts with the fields they add: a retraction's evidence, a resume's time on hold."""
+    breach = make_alert()
+    retracted = dataclasses.replace(
+        make_alert(type_="sla_retracted", reason="late_event", resolves=breach.alert_id, alert_id="al-retracted"),
+        overdue_by_ms=0, evidence_event_id="touch-1350")
+    resumed = dataclasses.replace(make_alert(type_="sla_resumed", level=0, alert_id="al-resumed"),
+                                  overdue_by_ms=0, held_ms=2 * HOUR)
+    return [breach, retracted, resumed]
 
 
 def make_dlq(offset: int = 1, *, error: str = "bad_json", original: bytes = b"{not json") -> DlqRecord:

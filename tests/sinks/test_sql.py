@@ -11,7 +11,7 @@ import pytest
 from sinks.base import SinkError
 from lifecycle.records import LifecycleRecord
 from sinks.sql import MIGRATIONS, TRANSITION_COLUMNS, SqlSink, connect, migrate, schema_version, transition_row
-from tests.sinks.sample_records import DAY, HOUR, T0, make_alert, make_dlq, make_transition
+from tests.sinks.sample_records import DAY, HOUR, T0, fair_clock_alerts, make_alert, make_dlq, make_transition
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -106,6 +106,39 @@ def test_round_trips_every_record_type(sql_url: str) -> None:
         assert sorted(sink.transitions(), key=lambda r: r.transition_id) == sorted(transitions, key=lambda r: r.transition_id)
         assert sorted(sink.alerts(), key=lambda a: a.alert_id) == sorted([alert, resolved], key=lambda a: a.alert_id)
         assert sorted(sink.dlq_records(), key=lambda d: d.source_offset or 0) == [dlq, no_key]
+
+
+def test_round_trips_the_fair_clock_alert_fields(sql_url: str) -> None:
+    alerts = fair_clock_alerts()
+    with SqlSink(sql_url) as sink:
+        sink.add_all(alerts)
+        sink.flush()
+        back = {a.alert_id: a for a in sink.alerts()}
+    assert [back[a.alert_id] for a in alerts] == alerts
+    assert back["al-retracted"].evidence_event_id == "touch-1350" and back["al-resumed"].held_ms == 2 * HOUR
+
+
+def test_a_database_of_version_3_gains_the_fair_clock_columns_and_its_alerts_still_read(sql_url: str) -> None:
+    old_alert = make_alert("OLD")
+    with SqlSink(sql_url, migrations=MIGRATIONS[:3]) as old:
+        assert old.version == 3
+    dialect, conn = connect(sql_url)  # a row as a version-3 sink wrote it: fourteen columns
+    ph = dialect.placeholder
+    conn.cursor().execute(
+        f"INSERT INTO lead_alerts (alert_id, type, lead_id, sla, reason, level, stage, owner_id, team, started_at,"
+        f" due_at, detected_at, overdue_by_ms, resolves_alert_id) VALUES ({', '.join([ph] * 14)})",
+        (old_alert.alert_id, old_alert.type, old_alert.lead_id, old_alert.sla, old_alert.reason, old_alert.level,
+         old_alert.stage, old_alert.owner_id, old_alert.team, old_alert.started_at, old_alert.due_at,
+         old_alert.detected_at, old_alert.overdue_by_ms, old_alert.resolves_alert_id))
+    conn.commit()
+    conn.close()
+    with SqlSink(sql_url) as sink:
+        assert sink.version == len(MIGRATIONS)
+        sink.add_all(fair_clock_alerts())
+        sink.flush()
+        back = {a.alert_id: a for a in sink.alerts()}
+    assert back[old_alert.alert_id] == old_alert  # evidence_event_id and held_ms read as None
+    assert back["al-resumed"].held_ms == 2 * HOUR
 
 
 def test_leads_table_holds_the_latest_state_and_re_adds_never_move_a_lead_back(sql_url: str) -> None:

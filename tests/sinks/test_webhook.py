@@ -3,7 +3,9 @@ and HTTP date), timeouts, dead letters, back-pressure, and a secret that never l
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
+import json
 import hashlib
 import hmac
 import logging
@@ -18,7 +20,7 @@ from schemas.wire import record_json
 from sinks.base import ListSink, SinkFull
 from sinks.webhook import RetryPolicy, WebhookSink, parse_retry_after, verify
 from tests.sinks.conftest import Reply, WebhookReceiver
-from tests.sinks.sample_records import alerts, make_alert, make_transition
+from tests.sinks.sample_records import alerts, fair_clock_alerts, make_alert, make_transition
 
 FAST = RetryPolicy(max_retries=3, base_delay=0.01, max_delay=0.05, timeout=2)
 
@@ -154,6 +156,24 @@ def test_close_dead_letters_what_it_could_not_deliver(webhook_receiver: WebhookR
     assert time.monotonic() - started < 3
     assert len(dead.records) == 3
     assert all("closed" in d.detail for d in dead.records)
+
+
+def test_retractions_and_holds_are_sent_so_a_pager_can_close_a_false_alarm(
+        webhook_receiver: WebhookReceiver, webhook_secret: str) -> None:
+    """SPEC 9: every alert type goes out; an sla_retracted names the alert it proves false and the
+    late event that proves it, sla_held / sla_resumed say a clock stopped and started again."""
+    breach, retracted, resumed = fair_clock_alerts()
+    held = dataclasses.replace(make_alert(type_="sla_held", level=0, reason="on holiday", alert_id="al-held"),
+                               overdue_by_ms=0)
+    with sink_for(webhook_receiver) as sink:
+        sink.add_all([breach, held, resumed, retracted])
+    got = {r.headers["Idempotency-Key"]: json.loads(r.body) for r in webhook_receiver.requests}
+    assert set(got) == {breach.alert_id, "al-held", "al-resumed", "al-retracted"}
+    assert got["al-retracted"]["type"] == "sla_retracted"
+    assert got["al-retracted"]["resolves_alert_id"] == breach.alert_id
+    assert (got["al-retracted"]["reason"], got["al-retracted"]["evidence_event_id"]) == ("late_event", "touch-1350")
+    assert got["al-resumed"]["held_ms"] == 2 * 3_600_000
+    assert got["al-held"]["type"] == "sla_held"
 
 
 def test_lifecycle_records_are_not_alerting_material(webhook_receiver: WebhookReceiver, webhook_secret: str) -> None:
