@@ -127,6 +127,14 @@ def stage_counts(out_dir: Path) -> dict[str, int]:
     return counts
 
 
+def _lateness(ms: int) -> str:
+    minutes, seconds = divmod(ms // 1000, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days}d"] * bool(days) + [f"{hours}h"] * bool(hours) + [f"{minutes}m"] * bool(minutes)
+    return " ".join(parts) or f"{seconds}s"
+
+
 def summary(tally: Tally, out_dir: Path) -> Table:
     table = Table(title="leadflow replay", show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
@@ -140,6 +148,9 @@ def summary(tally: Tally, out_dir: Path) -> Table:
     table.add_row("  dead-lettered", f"{sum(dead.values()):,}")
     for code, count in sorted(dead.items()):
         table.add_row(f"    {safe(code)}", f"{count:,}")
+    # SPEC 9: events whose time lies before their lead's latest applied event, never dropped
+    late = f"{tally.late:,}" + (f" (at most {_lateness(tally.max_late_ms)} late)" if tally.late else "")
+    table.add_row("  late for their lead", late)
     table.add_row("stage changes", f"{tally.transitions:,}")
     counts = stage_counts(out_dir)
     table.add_row("leads by stage", " ".join(f"{stage} {n:,}" for stage, n in counts.items() if n))

@@ -80,6 +80,7 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
                        web_debug_views=settings.web_debug_views,
                        **(faust_kwargs(settings) if remote else {}))
         lf.store_retry_seconds = settings.store_retry_seconds
+        lf.future_margin_ms = settings.future_margin_ms
         if settings.schema_registry_url:  # Avro inputs: ids from the registry (cached); unknown -> DLQ
             from schemas.registry import RegistryClient
 

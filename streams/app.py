@@ -155,6 +155,8 @@ class LeadflowApp:
     #: why the last message could not be stored (``StoreFailure``), while it is being retried
     store_failure: str | None = None
     store_retry_seconds: float = STORE_RETRY_SECONDS
+    #: an event more than this far ahead of the wall clock is dead-lettered (``future_timestamp``)
+    future_margin_ms: int = 3_600_000
     #: why the worker stopped itself, if it did
     fatal: str | None = None
     #: source partition -> (committed offset last seen, monotonic time it was first seen)
@@ -304,6 +306,10 @@ class LeadflowApp:
             event = codec.decode(value, self.lookup)
         except EventError as error:
             await self._dead_letter(message, value, error)
+            return
+        future = codec.check_not_future(event, now_ms(), self.future_margin_ms)
+        if future is not None:  # live, the wall clock judges SLAs: an event from the future cannot be
+            await self._dead_letter(message, value, future)
             return
         lead_id = event.lead_id
         p = self.partition_for(lead_id)

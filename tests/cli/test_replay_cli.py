@@ -100,6 +100,17 @@ def test_every_input_is_accounted_for_in_the_summary(tmp_path):
     assert figures["events read"] == len([l for l in SAMPLE.read_bytes().splitlines() if l.strip()])
 
 
+def test_the_summary_counts_late_events_and_the_largest_lateness(tmp_path):
+    events = b"".join(json.dumps({"event_id": f"e{i}", "event_type": "email_engagement", "lead_id": "L1",
+                                  "action": "open", "occurred_at": at}).encode() + b"\n"
+                      for i, at in enumerate(["2026-03-02T12:00:00Z", "2026-03-02T10:30:00Z",
+                                              "2026-03-02T11:00:00Z", "2026-03-02T12:05:00Z"]))
+    done = leadflow("replay", "-", "--out", str(tmp_path), "--no-show", stdin=events)
+    assert done.returncode == 0, done.stderr
+    row = next(r for r in done.stdout.decode().splitlines() if "late for their lead" in r)
+    assert row.split()[4:] == ["2", "(at", "most", "1h", "30m", "late)"], row
+
+
 def test_show_prints_stage_changes_and_alerts(tmp_path):
     done = leadflow("replay", str(SAMPLE), "--out", str(tmp_path), "--show", "--until", "2026-06-01T00:00:00Z")
     out = done.stdout.decode()

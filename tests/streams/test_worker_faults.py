@@ -5,6 +5,7 @@ turns valid events into dead letters) and the worker carries on, losing nothing,
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -104,3 +105,24 @@ def test_a_full_disk_stops_progress_and_the_worker_carries_on_once_there_is_room
     assert transitions <= {r["transition_id"] for r in lifecycle}, worker.tail()
     assert len({r["trigger_event_id"] for r in lifecycle}) == len(sent)
     assert worker.health() is not None
+
+
+def test_an_event_from_the_future_is_dead_lettered_live(deployment: Callable[..., Any], bootstrap: str) -> None:
+    """Live, the wall clock judges SLAs: an event more than LEADFLOW_FUTURE_MARGIN (1 h) ahead of it
+    goes to the DLQ as future_timestamp; one within the margin is applied."""
+    import datetime as dt
+
+    topics, policy, make_worker = deployment(QUICK_POLICY)
+    make_worker("w1").wait_ready()
+    feed = Feed(bootstrap, topics)
+    now = dt.datetime.now(dt.timezone.utc)
+    for event_id, ahead in (("far", dt.timedelta(days=2)), ("near", dt.timedelta(minutes=30))):
+        body = {"event_id": event_id, "event_type": "form_fill", "lead_id": f"L-{event_id}",
+                "form_type": "webinar", "occurred_at": (now + ahead).isoformat()}
+        feed.raw(topics.form_fills, json.dumps(body).encode(), key=f"L-{event_id}".encode())
+    feed.close()
+    dead = decode_json(consume_all(bootstrap, topics.dlq, expected_count=1, timeout=20))
+    assert [(d["error"], json.loads(base64.b64decode(d["original"]))["event_id"]) for d in dead] == [
+        ("future_timestamp", "far")]
+    lifecycle = decode_json(consume_all(bootstrap, topics.lifecycle, expected_count=2, timeout=20))
+    assert {r["lead_id"] for r in lifecycle} == {"L-near"}
