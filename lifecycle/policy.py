@@ -6,7 +6,12 @@ a mistake is ``schemas.policy_file``'s job.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import enum
+import hashlib
+import json
+import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final, Mapping
@@ -186,11 +191,80 @@ class Policy:
     grading: Grading = field(default_factory=Grading)
     #: What a team without its own section works by; built once, ``for_team`` runs per event.
     default_team: TeamPolicy = field(init=False, repr=False, compare=False)
+    #: The first 12 hex digits of the SHA-256 of ``canonical_form(self)`` (SPEC 11): the same
+    #: effective rules give the same version, whatever the file's layout, comments or name.
+    policy_version: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "default_team", TeamPolicy(self.calendar, self.slas, self.lateness))
+        digest = hashlib.sha256(canonical_form(self).encode("utf-8")).hexdigest()
+        object.__setattr__(self, "policy_version", digest[:VERSION_DIGITS])
 
     def for_team(self, team: str | None) -> TeamPolicy:
         """The team's policy; an unknown or missing team works by the top-level calendar and SLAs."""
         found = self.teams.get(team) if team is not None else None
         return found if found is not None else self.default_team
+
+
+# -- the policy's version (SPEC 11) -------------------------------------------------------------
+
+VERSION_DIGITS: Final = 12
+#: Fields that say where a policy came from or are derived from the others: not part of its rules.
+_NOT_RULES: Final = frozenset({"source"})
+
+
+def canonical_form(policy: Policy) -> str:
+    """The effective rules of ``policy`` as one JSON text: every default filled in, keys sorted,
+    sets sorted, durations in milliseconds (a business day stays a business day: its length is the
+    calendar's), teams that change nothing left out. Two policies that judge every lead alike
+    give the same text; the file's layout, comments and path never show.
+
+    Every field of every policy dataclass is included unless it is ``source`` or not compared
+    (derived ones such as ``default_team``), so a rule added to the policy later changes the
+    version without a change here.
+    """
+    rules = _canonical(policy)
+    default_team = _canonical(policy.default_team)
+    rules["teams"] = {name: team for name, team in rules["teams"].items() if team != default_team}
+    return json.dumps(rules, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def _duration_ms(duration: Duration, business: bool) -> int | dict[str, float]:
+    """Milliseconds; a business day is ``{"business_days": n}`` (its length depends on the calendar)."""
+    if duration.unit == "d" and business:
+        return {"business_days": _number(duration.amount)}
+    return round(duration.amount * DURATION_UNITS_MS[duration.unit])
+
+
+def _number(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def _canonical(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {f.name: _canonical(getattr(value, f.name)) for f in dataclasses.fields(value)
+               if f.compare and f.name not in _NOT_RULES}
+        if isinstance(value, SlaPolicy):
+            out["within"] = _duration_ms(value.within, value.business)
+            if value.escalate_after is not None:
+                out["escalate_after"] = _duration_ms(value.escalate_after, value.business)
+        elif isinstance(value, CalendarPolicy):
+            out["workdays"] = [WEEKDAYS[day] for day in sorted(set(value.workdays))]
+        return out
+    if isinstance(value, Mapping):
+        return {str(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, (set, frozenset)):
+        return sorted((_canonical(item) for item in value), key=lambda item: json.dumps(item, sort_keys=True))
+    if isinstance(value, (list, tuple)):
+        return [_canonical(item) for item in value]
+    if isinstance(value, enum.Enum):
+        return _canonical(value.value)
+    if isinstance(value, re.Pattern):
+        return {"pattern": value.pattern, "flags": value.flags}
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return _number(value)
+    raise TypeError(f"policy_version: no canonical form for {type(value).__name__} {value!r}")
