@@ -70,7 +70,8 @@ def topics_create(broker: str | None, wait: float, config_file: str | None) -> N
         config = spec[name].config if name in spec else {}
         extra = "".join(f" {k}={v}" for k, v in sorted(config.items()))
         click.echo(f"{name}\t{counts[name]} partitions{extra}")
-    mismatched = sorted(n for n, c in counts.items() if c != settings.partitions)
+    mismatched = sorted(n for n, c in counts.items()
+                        if c != settings.partitions and (n not in spec or spec[n].partitions == settings.partitions))
     if mismatched:
         raise TopicError(
             f"topics exist with a partition count other than LEADFLOW_PARTITIONS={settings.partitions}: "
@@ -80,7 +81,14 @@ def topics_create(broker: str | None, wait: float, config_file: str | None) -> N
 
 @click.command("config")
 @config_option
-def config_command(config_file: str | None) -> None:
-    """Validate the configuration (environment and file) and print it, secrets hidden."""
-    settings = load_settings(config_file=config_file)
+@click.option("--policy", "policy_path", metavar="P", type=click.Path(dir_okay=False), default=None,
+              help="Policy TOML file (default $LEADFLOW_POLICY, else the built-in defaults).")
+def config_command(config_file: str | None, policy_path: str | None) -> None:
+    """Validate the configuration (environment and file) and the policy; print them, secrets hidden."""
+    from lifecycle.policy import Policy
+    from schemas.policy_file import load_policy
+
+    settings = load_settings(config_file=config_file, policy=policy_path)
+    policy = load_policy(settings.policy) if settings.policy else Policy()  # bad: PolicyError, exit 2
     click.echo(repr(settings))
+    click.echo(f"policy {policy.source}: version {policy.policy_version}")

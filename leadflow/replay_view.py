@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -82,7 +83,7 @@ def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, 
                            sink=sink, watch=watch)
     else:
         tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink, watch=watch)
-    out.print(summary(tally, out_dir))
+    out.print(summary(tally, out_dir, policy))
     for line in clock_warnings(watch):
         console.print(line)
     return tally
@@ -135,10 +136,12 @@ def _lateness(ms: int) -> str:
     return " ".join(parts) or f"{seconds}s"
 
 
-def summary(tally: Tally, out_dir: Path) -> Table:
+def summary(tally: Tally, out_dir: Path, policy: Policy | None = None) -> Table:
     table = Table(title="leadflow replay", show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(justify="right")
+    if policy is not None:
+        table.add_row("policy", escape(f"{policy.source}, version {policy.policy_version}"))
     table.add_row("events read", f"{tally.read:,}")
     table.add_row("  applied", f"{tally.applied:,}")
     table.add_row("  duplicates", f"{tally.duplicates:,}")

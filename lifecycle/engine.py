@@ -64,6 +64,7 @@ class Engine:
 
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy if policy is not None else Policy()
+        self.policy_version = self.policy.policy_version  # stamped on every record
         scoring = self.policy.scoring
         self._form_points = scoring.table("form_fill")
         self._email_points = scoring.table("email_engagement")
@@ -310,6 +311,7 @@ class Engine:
             mql_campaign=lead.mql_campaign,
             grade=lead.grade,
             amount=lead.deal_amount if dest is Stage.CUSTOMER else None,
+            policy_version=self.policy_version,
         )
 
     # -- attribution and fit (SPEC section 10) ------------------------------------------------
@@ -493,8 +495,8 @@ class Engine:
             stage=stage,
         )
 
-    @staticmethod
     def _alert(
+        self,
         lead: Lead,
         alert_id: str,
         type_: str,
@@ -528,4 +530,5 @@ class Engine:
             resolves_alert_id=resolves,
             evidence_event_id=evidence,
             held_ms=held_ms,
+            policy_version=self.policy_version,
         )

@@ -39,6 +39,7 @@ class LifecycleRecord:
     mql_campaign: str | None = None
     grade: str | None = None  # fit grade; None when the policy has no grading rules
     amount: float | None = None  # the deal amount on the move to customer, else None
+    policy_version: str | None = None  # the policy that judged it (SPEC 11); None in older records
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,7 @@ class AlertRecord:
     resolves_alert_id: str | None = None  # the alert an ``sla_resolved`` / ``sla_retracted`` ends
     evidence_event_id: str | None = None  # ``sla_retracted``: the late event that proves it false
     held_ms: int | None = None  # ``sla_resumed``: how long the hold paused the SLA
+    policy_version: str | None = None  # the policy that judged it (SPEC 11); None in older records
 
 
 @dataclass(frozen=True, slots=True)

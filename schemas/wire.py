@@ -90,6 +90,7 @@ def _lifecycle_wire(r: LifecycleRecord) -> dict[str, Any]:
         "mql_campaign": r.mql_campaign,
         "grade": r.grade,
         "amount": r.amount,
+        "policy_version": r.policy_version,
     }
 
 
@@ -111,6 +112,7 @@ def _alert_wire(r: AlertRecord) -> dict[str, Any]:
         "resolves_alert_id": r.resolves_alert_id,
         "evidence_event_id": r.evidence_event_id,
         "held_ms": r.held_ms,
+        "policy_version": r.policy_version,
     }
 
 
@@ -135,7 +137,7 @@ def _from_wire(values: dict[str, Any]) -> dict[str, Any]:
 
 
 _LIFECYCLE_OPTIONAL = ("team", "reason", "first_channel", "first_campaign", "mql_channel", "mql_campaign", "grade",
-                       "amount")
+                       "amount", "policy_version")
 
 
 def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
@@ -150,7 +152,7 @@ def lifecycle_from_wire(values: dict[str, Any]) -> LifecycleRecord:
 def alert_from_wire(values: dict[str, Any]) -> AlertRecord:
     """The inverse of ``schemas.wire.wire_dict`` for an alert."""
     out = _from_wire(values)
-    for optional in ("resolves_alert_id", "evidence_event_id", "held_ms"):  # absent in older records
+    for optional in ("resolves_alert_id", "evidence_event_id", "held_ms", "policy_version"):  # absent in older records
         out.setdefault(optional, None)
     return AlertRecord(**{k: out[k] for k in AlertRecord.__slots__})
 

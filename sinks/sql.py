@@ -149,6 +149,14 @@ def _v5_fair_clock_alerts(d: Dialect) -> Sequence[str]:
     )
 
 
+def _v6_policy_version(d: Dialect) -> Sequence[str]:
+    """Which policy judged each record (SPEC 11); rows written before stay NULL."""
+    return (
+        "ALTER TABLE lead_transitions ADD COLUMN policy_version TEXT",
+        "ALTER TABLE lead_alerts ADD COLUMN policy_version TEXT",
+    )
+
+
 #: Ordered; the sink applies every step above the stored ``schema_version``, each in a transaction.
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "tables: lead_transitions, lead_alerts, leads, dlq_records", _v1_tables),
@@ -156,16 +164,19 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(3, "read rows back in arrival order", _v3_arrival_order),
     Migration(4, "attribution, grade and deal amount (SPEC section 10)", _v4_attribution),
     Migration(5, "alerts: evidence_event_id, held_ms (sla_retracted, sla_resumed)", _v5_fair_clock_alerts),
+    Migration(6, "policy_version on transitions and alerts (SPEC 11)", _v6_policy_version),
 )
 
 TRANSITION_COLUMNS: Final = (
     "transition_id", "lead_id", "from_stage", "to_stage", "trigger_event_id", "trigger_event_type",
     "occurred_at", "owner_id", "team", "score", "skipped_stages", "time_in_previous_stage_ms", "reason",
     "first_channel", "first_campaign", "mql_channel", "mql_campaign", "grade", "amount",
+    "policy_version",
 )
 ALERT_COLUMNS: Final = (
     "alert_id", "type", "lead_id", "sla", "reason", "level", "stage", "owner_id", "team", "started_at",
     "due_at", "detected_at", "overdue_by_ms", "resolves_alert_id", "evidence_event_id", "held_ms",
+    "policy_version",
 )
 LEAD_COLUMNS: Final = (
     "lead_id", "stage", "from_stage", "owner_id", "team", "score", "stage_entered_at", "updated_at",
@@ -197,13 +208,13 @@ def transition_row(r: LifecycleRecord) -> tuple[Any, ...]:
     return (r.transition_id, r.lead_id, r.from_stage, r.to_stage, r.trigger_event_id, r.trigger_event_type,
             r.occurred_at, r.owner_id, r.team, r.score, ",".join(r.skipped_stages),
             r.time_in_previous_stage_ms, r.reason, r.first_channel, r.first_campaign, r.mql_channel,
-            r.mql_campaign, r.grade, r.amount)
+            r.mql_campaign, r.grade, r.amount, r.policy_version)
 
 
 def alert_row(r: AlertRecord) -> tuple[Any, ...]:
     return (r.alert_id, r.type, r.lead_id, r.sla, r.reason, r.level, r.stage, r.owner_id, r.team,
             r.started_at, r.due_at, r.detected_at, r.overdue_by_ms, r.resolves_alert_id, r.evidence_event_id,
-            r.held_ms)
+            r.held_ms, r.policy_version)
 
 
 def lead_row(r: LifecycleRecord) -> tuple[Any, ...]:

@@ -108,6 +108,12 @@ class Topics:
     def topic_for(self, record_type: type) -> str:
         """The output topic of a record type: the one place that maps records to topics."""
         return {LifecycleRecord: self.lifecycle, AlertRecord: self.alerts, DlqRecord: self.dlq}[record_type]
+    @property
+    def policy(self) -> str:
+        """The published policy (``leadflow policy publish``, SPEC 11): compacted, one partition,
+        key ``policy``, value the TOML text. Every worker reads it whole without a consumer group
+        (``streams.policy_topic``), so a new policy reaches all of them without a rebalance."""
+        return f"{self.app_id}.policy"
 
     # -- groups --------------------------------------------------------------------------------
 
@@ -132,7 +138,12 @@ class Topics:
         n = self.partitions if partitions is None else partitions
         plain = [TopicSpec(t, n) for t in (*self.inputs, *self.outputs, *self.internal)]
         state = [TopicSpec(t, n, dict(COMPACT)) for t in self.changelogs]
-        return (*plain, *state)
+        return (*plain, *state, self.policy_spec)
+
+    @property
+    def policy_spec(self) -> TopicSpec:
+        """One partition: the published policies are one sequence, the latest wins."""
+        return TopicSpec(self.policy, 1, dict(COMPACT))
 
     def with_tables(self, *tables: str) -> "Topics":
         return dataclasses.replace(self, tables=(*self.tables, *tables))

@@ -134,6 +134,7 @@ def wild_events() -> st.SearchStrategy[LeadEvent]:
 _times = st.integers(0, LAST_RFC3339_MS)
 _ids = st.text(min_size=1, max_size=20)
 _opt_text = _maybe(st.text(max_size=20))
+_policy_versions = _maybe(st.from_regex(r"[0-9a-f]{12}", fullmatch=True))
 
 
 def lifecycle_records() -> st.SearchStrategy[LifecycleRecord]:
@@ -147,6 +148,7 @@ def lifecycle_records() -> st.SearchStrategy[LifecycleRecord]:
         time_in_previous_stage_ms=st.none() | st.integers(0, 10**12), reason=_opt_text,
         first_channel=_opt_text, first_campaign=_opt_text, mql_channel=_opt_text, mql_campaign=_opt_text,
         grade=_maybe(["A", "B", "C", "D"]), amount=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+        policy_version=_policy_versions,
     )
 
 
@@ -157,6 +159,7 @@ def alert_records() -> st.SearchStrategy[AlertRecord]:
         level=st.integers(1, 2), stage=st.sampled_from(STAGES), owner_id=_opt_text, team=_opt_text,
         started_at=st.none() | _times, due_at=st.none() | _times, detected_at=_times,
         overdue_by_ms=st.integers(0, 10**12), resolves_alert_id=_opt_text,
+        policy_version=_policy_versions,
     )
 
 

@@ -27,7 +27,8 @@ def test_topics_create_makes_every_topic_with_compacted_changelogs(
     assert lines[f"{prefix}.lead.form_fills"] == "3 partitions"
     assert lines[f"{prefix}.events-by-lead"] == "3 partitions"
     assert lines[f"{prefix}-leads-changelog"] == "3 partitions cleanup.policy=compact"
-    assert len(lines) == 4 + 3 + 2 + 1
+    assert lines[f"{prefix}.policy"] == "1 partitions cleanup.policy=compact"   # SPEC 11: one sequence
+    assert len(lines) == 4 + 3 + 2 + 1 + 1
     again = runner.invoke(topics, ["create"], env=_env(prefix, bootstrap))   # idempotent
     assert again.exit_code == 0 and again.output == result.output
     other = runner.invoke(topics, ["create"], env=_env(prefix, bootstrap, partitions=5))

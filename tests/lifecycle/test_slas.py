@@ -252,3 +252,34 @@ def test_holidays_do_not_count_as_business_time():
     s.advance("2026-03-05 17:00")
     breach = [a for a in s.alerts if a.type == "follow_up_overdue" and a.level == 1]
     assert breach[0].due_at == t("2026-03-04 12:00")  # 1h Monday, Tuesday off, 3h Wednesday
+
+
+# -- the policy that judged it (SPEC 11) ----------------------------------------------------------
+def test_every_record_carries_the_version_of_the_engines_policy():
+    quick = Policy(slas={**Policy().slas, "first_touch": SlaPolicy(Duration(1, "h"), business=False,
+                                                                   warn_at=0.5)})
+    for policy in (Policy(), quick):
+        s = Scenario(policy).to("mql", owner="rep-1")
+        s.advance("2026-03-04 10:00")
+        s.send(touch("L1", "2026-03-04 11:00"))
+        assert s.transitions and s.alerts
+        assert {r.policy_version for r in s.records} == {policy.policy_version}
+    assert quick.policy_version != Policy().policy_version
+
+
+def test_a_new_policy_judges_slas_started_after_it_running_ones_keep_their_deadlines():
+    """What a worker does when a policy is published: replace the engine between two messages."""
+    from lifecycle.engine import Engine
+
+    four_hours = Policy(slas={**Policy().slas, "first_touch": SlaPolicy(Duration(4, "h"), business=False)})
+    one_hour = Policy(slas={**Policy().slas, "first_touch": SlaPolicy(Duration(1, "h"), business=False)})
+    s = Scenario(four_hours).to("mql", lead="OLD", owner="rep-1", at="2026-03-02 10:00")
+    s.processor.app.engine = Engine(one_hour)
+    s.to("mql", lead="NEW", owner="rep-1", at="2026-03-02 10:30")
+    s.advance("2026-03-02 15:00")
+    breaches = {a.lead_id: a for a in s.alerts if a.type == "follow_up_overdue"}
+    assert breaches["OLD"].due_at == t("2026-03-02 14:00")    # the deadline it started with
+    assert breaches["NEW"].due_at == t("2026-03-02 11:30")
+    assert {a.policy_version for a in breaches.values()} == {one_hour.policy_version}  # from then on
+    (old_mql,) = [r for r in s.transitions if r.lead_id == "OLD" and r.to_stage == "mql"]
+    assert old_mql.policy_version == four_hours.policy_version

@@ -320,6 +320,24 @@ def test_avro_writer_schema_lacking_a_required_field_is_missing_field() -> None:
     assert (error.code, error.detail) == ("missing_field", "lead_id: required")
 
 
+@pytest.mark.parametrize("cls, name", [(LifecycleRecord, "lifecycle_record"), (AlertRecord, "alert_record")])
+def test_output_records_written_before_policy_versions_read_back_with_none(cls, name) -> None:
+    """Avro written with the schema before SPEC 11 (no policy_version), and JSON without the key."""
+    from tests.sinks.sample_records import make_alert, make_transition
+
+    record = make_transition() if cls is LifecycleRecord else make_alert()
+    fields = [f for f in json.loads((SCHEMA_DIR / f"{name}.avsc").read_text())["fields"]
+              if f["name"] != "policy_version"]
+    old = fastavro.parse_schema({"type": "record", "name": "Old", "fields": fields})
+    datum = {k: v for k, v in as_dict(record).items() if k != "policy_version"}
+    if cls is LifecycleRecord:
+        datum["skipped_stages"] = list(record.skipped_stages)
+    decoded = decode_record(cls, avro_frame(7, old, datum), lambda schema_id: old if schema_id == 7 else None)
+    assert decoded == record and decoded.policy_version is None
+    wire = {k: v for k, v in wire_dict(record).items() if k != "policy_version"}
+    assert decode_record(cls, json.dumps(wire).encode()).policy_version is None
+
+
 def test_avro_datum_that_is_not_a_record() -> None:
     framed = avro_frame(9, "string", "hello")  # type: ignore[arg-type]
     assert error_of(framed, lambda schema_id: fastavro.parse_schema("string")).code == "not_an_object"

@@ -3,6 +3,7 @@ idempotent re-adds (row counts), batching — on SQLite and on PostgreSQL alike.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,17 @@ import pytest
 
 from sinks.base import SinkError
 from lifecycle.records import LifecycleRecord
-from sinks.sql import MIGRATIONS, TRANSITION_COLUMNS, SqlSink, connect, migrate, schema_version, transition_row
+from sinks.sql import (
+    ALERT_COLUMNS,
+    MIGRATIONS,
+    TRANSITION_COLUMNS,
+    SqlSink,
+    alert_row,
+    connect,
+    migrate,
+    schema_version,
+    transition_row,
+)
 from tests.sinks.sample_records import DAY, HOUR, T0, fair_clock_alerts, make_alert, make_dlq, make_transition
 
 
@@ -53,6 +64,26 @@ def test_migrates_an_empty_database_to_the_latest_version(sql_url: str) -> None:
     conn.close()
 
 
+def write_before_policy_versions(sql_url: str) -> tuple:
+    """A database at the schema before ``policy_version`` holding one transition and one alert,
+    written with the columns it had (as an older leadflow wrote them)."""
+    version = next(m.version for m in MIGRATIONS if "policy_version" in m.description) - 1
+    transition, alert = make_transition(), make_alert()
+    dialect, conn = connect(sql_url)
+    assert migrate(conn, dialect, MIGRATIONS[:version]) == version
+    old_transition = TRANSITION_COLUMNS[: TRANSITION_COLUMNS.index("policy_version")]
+    old_alert = ALERT_COLUMNS[: ALERT_COLUMNS.index("policy_version")]
+    ph = dialect.placeholder
+    cur = conn.cursor()
+    cur.execute(f"INSERT INTO lead_transitions ({', '.join(old_transition)}) "
+                f"VALUES ({', '.join([ph] * len(old_transition))})", transition_row(transition)[: len(old_transition)])
+    cur.execute(f"INSERT INTO lead_alerts ({', '.join(old_alert)}) VALUES ({', '.join([ph] * len(old_alert))})",
+                alert_row(alert)[: len(old_alert)])
+    conn.commit()
+    conn.close()
+    return transition, alert
+
+
 #: The columns of ``lead_transitions`` before migration 4 (the SPEC section 10 columns).
 V1_TRANSITION_COLUMNS = TRANSITION_COLUMNS[:13]
 
@@ -77,6 +108,20 @@ def test_migrates_from_an_older_version_keeping_rows(sql_url: str) -> None:
     conn.close()
     with SqlSink(sql_url) as sink:
         assert sink.count("lead_transitions") == 1
+
+
+def test_rows_written_before_policy_versions_read_back_with_none_and_new_rows_carry_theirs(sql_url: str) -> None:
+    transition, alert = write_before_policy_versions(sql_url)
+    newer = dataclasses.replace(make_transition("L2"), policy_version="0123456789ab")
+    newer_alert = dataclasses.replace(make_alert("L2"), policy_version="0123456789ab")
+    with SqlSink(sql_url) as sink:
+        assert sink.version == MIGRATIONS[-1].version
+        sink.add(newer)
+        sink.add(newer_alert)
+        sink.flush()
+        assert [t.policy_version for t in sink.transitions()] == [None, "0123456789ab"]
+        assert [a.policy_version for a in sink.alerts()] == [None, "0123456789ab"]
+        assert sink.transitions() == [transition, newer] and sink.alerts() == [alert, newer_alert]
 
 
 def test_rows_written_before_migration_4_read_back_without_attribution(sql_url: str) -> None:
