@@ -142,6 +142,29 @@ def produce(file: str, broker: str | None) -> None:
     produce_module.run(file, broker=broker)
 
 
+@cli.group()
+def policy() -> None:
+    """The policy the workers judge by (SPEC 11)."""
+
+
+@policy.command("publish")
+@click.argument("file", metavar="FILE", type=click.Path(dir_okay=False))
+@click.option("--broker", metavar="URL", help="Kafka bootstrap (host:port); default $LEADFLOW_BROKER.")
+def policy_publish(file: str, broker: str | None) -> None:
+    """Validate FILE and publish it to <app_id>.policy: every worker switches to it within 5 s."""
+    from streams.config import kafka_python_kwargs, load_settings
+    from streams.policy_topic import publish
+
+    settings = load_settings(broker=broker)
+    if settings.broker is None:
+        raise ConfigError("no broker: pass --broker or set LEADFLOW_BROKER (publishing to an embedded "
+                          "broker would reach no worker)")
+    published = publish(settings.broker, settings.topics.policy_spec, file,
+                        client_kwargs=kafka_python_kwargs(settings))
+    click.echo(f"published {click.format_filename(file)} version {published.version} to "
+               f"{settings.topics.policy} at offset {published.offset}")
+
+
 @cli.command()
 @click.argument("source", default="./leadflow-out", metavar="SOURCE")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)

@@ -19,18 +19,22 @@ Environment (all optional):
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
 
 from lifecycle.errors import ConfigError, StoreFailure
 from lifecycle.policy import Policy
-from streams.app import TABLE, build_app
+from streams.app import TABLE, LeadflowApp, build_app
 from leadflow.broker import resolve_broker
 from streams.settings import ENV_QUIRKS, is_tansu
 from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
+from streams.policy_topic import PolicyWatcher, Published, Refused
 from streams.relay import relay_for
 from streams.topics import Topics, ensure_topics
+
+log = logging.getLogger("leadflow.policy")
 
 
 def topics_from_env(env: Any = os.environ) -> Topics:
@@ -70,10 +74,19 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
     if web_port:
         check_port(settings.web_bind, web_port)  # one line now, not a traceback from faust later
     bootstrap, embedded = resolve_broker(broker)
+    watcher: PolicyWatcher | None = None
     try:
         remote = embedded is None  # security settings are for the user's cluster, never the embedded one
         ensure_topics(bootstrap, topics, client_kwargs=kafka_python_kwargs(settings) if remote else None)
         quirks = broker_quirks(settings, bootstrap, embedded is not None)
+        # SPEC 11: a policy published on <app_id>.policy wins over --policy, from the first message on
+        watcher = PolicyWatcher(bootstrap, topics.policy,
+                                client_kwargs=kafka_python_kwargs(settings) if remote else None)
+        published, refused = watcher.catch_up()
+        if published is not None:
+            policy = published.policy
+        elif policy is None:
+            policy = Policy()
         lf = build_app(topics.app_id, bootstrap, quirks, policy, topics,
                        web_port=web_port, data_dir=data_dir, web_host=settings.web_host,
                        web_bind=settings.web_bind, web_token=settings.web_token,
@@ -81,6 +94,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
                        **(faust_kwargs(settings) if remote else {}))
         lf.store_retry_seconds = settings.store_retry_seconds
         lf.future_margin_ms = settings.future_margin_ms
+        for refusal in refused:
+            _refuse(lf, refusal)
         if settings.schema_registry_url:  # Avro inputs: ids from the registry (cached); unknown -> DLQ
             from schemas.registry import RegistryClient
 
@@ -91,8 +106,12 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
                 lf.output = AvroOutput.register(lf.lookup, topics)
         where = (f"embedded broker {bootstrap}" if embedded is not None
                  else f"{bootstrap} (Tansu)" if quirks else bootstrap)
+        used = (f"published policy {published.policy.source} (--policy {policy_path} not used)"
+                if published is not None and policy_path else
+                f"published policy {published.policy.source}" if published is not None else
+                f"policy {policy_path or 'built-in'}")
         print(f"leadflow worker {topics.app_id}: {where}, {topics.partitions} partitions, "
-              f"policy {policy_path or 'built-in'}"
+              f"{used} version {policy.policy_version}"
               + f", {lf.output.name} output"
               + (f", http://{_url_host(settings.web_bind)}:{web_port}/health" if web_port else "")
               + (", lead lookups need the web token" if web_port and settings.web_token else ""),
@@ -100,6 +119,9 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         _dump_tasks_on_sigusr1()
         worker = faust.Worker(lf.app, loglevel=settings.loglevel,
                               quiet=True, redirect_stdouts=False)
+        loop = worker.loop  # a new policy is applied on it, between two messages
+        watcher.start(on_policy=lambda new: loop.call_soon_threadsafe(_switch, lf, new),
+                      on_refused=lambda refusal: _refuse(lf, refusal))
         # LEADFLOW_SQL_URL / LEADFLOW_WEBHOOK_URL: the outputs are relayed to them by a consumer of
         # its own (group <app_id>.sinks, at least once) on a thread, never on faust's event loop
         relay = relay_for(settings, bootstrap, topics, lookup=lf.lookup, tansu=quirks,
@@ -119,6 +141,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
             if relay is not None:
                 relay.stop()  # flush, commit, close the sinks
     finally:
+        if watcher is not None:
+            watcher.stop()
         if embedded is not None:
             embedded.stop()
 
@@ -147,6 +171,23 @@ def _url_host(host: str) -> str:
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host else host
+def _switch(lf: LeadflowApp, new: Published) -> None:
+    """Judge by a newly published policy from the next message on (on the event loop)."""
+    current = lf.engine.policy.policy_version
+    if new.version == current:
+        log.info("policy %s published again (version %s): already in use", new.policy.source, current)
+        return
+    lf.use_policy(new.policy)
+    lf.metrics.policy_changes.inc()
+    print(f"leadflow worker {lf.topics.app_id}: switched to published policy {new.policy.source} "
+          f"version {new.version} (was {current})", file=sys.stderr, flush=True)
+
+
+def _refuse(lf: LeadflowApp, refusal: Refused) -> None:
+    """A published record that is not a loadable policy: counted, logged, the policy stays."""
+    lf.metrics.policy_refused.inc()
+    log.error("published policy refused, keeping version %s: %s", lf.engine.policy.policy_version,
+              refusal.reason)
 
 
 def _dump_tasks_on_sigusr1() -> None:

@@ -220,6 +220,11 @@ class LeadflowApp:
     def engine(self) -> Engine:
         return self.application.engine
 
+    def use_policy(self, policy: Policy) -> None:
+        """Judge by ``policy`` from the next message on (call on the event loop, between messages):
+        running SLAs keep the deadlines stored in their leads."""
+        self.application.engine = Engine(policy)
+
     def load(self, lead_id: str) -> Row:
         raw = self.table.get(lead_id)
         return rows.decode(raw) if raw else rows.EMPTY
@@ -520,6 +525,7 @@ class LeadflowApp:
             "app_id": self.topics.app_id,
             "partitions": sorted(self.timers),
             "timers_pending": self.pending_timers(),
+            "policy_version": self.engine.policy.policy_version,
             "paused": sorted(f"{tp.topic}/{tp.partition}" for tp in paused_partitions(self.app.consumer)),
 
         }
@@ -574,7 +580,8 @@ def build_app(
                      lookup=codec.bundled_schemas())
     lf.application.encode = lf.keep  # in whatever output format the worker is given
     table.owner = lf
-    lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag)
+    lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag,
+                    policy=lambda: lf.engine.policy)
 
     source = app.topic(*lf.source_topics, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")

@@ -38,6 +38,20 @@ class _LagCollector(Collector):
         yield family
 
 
+class _PolicyCollector(Collector):
+    """``leadflow_policy_info{version,source} 1``: the policy in use now (one series)."""
+
+    def __init__(self, policy: Callable[[], Any]) -> None:
+        self._policy = policy
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("leadflow_policy_info", "The policy this worker judges leads by (SPEC 11)",
+                                   labels=["version", "source"])
+        policy = self._policy()
+        family.add_metric([policy.policy_version, policy.source], 1)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -78,13 +92,21 @@ class Metrics:
                                     registry=r)
         self.partitions = Gauge("leadflow_partitions_assigned", "Active lead partitions on this worker",
                                 registry=r)
+        self.policy_changes = Counter("leadflow_policy_changes",
+                                      "Published policies this worker switched to", registry=r)
+        self.policy_refused = Counter("leadflow_policy_refused",
+                                      "Published policies that failed to load (the worker kept its policy)",
+                                      registry=r)
 
     def bind(self, *, pending: Callable[[], int], partitions: Callable[[], int],
-             lag: Callable[[], Iterable[tuple[str, int, int]]]) -> None:
-        """Compute the point-in-time gauges from the app at scrape time."""
+             lag: Callable[[], Iterable[tuple[str, int, int]]], policy: Callable[[], Any] | None = None) -> None:
+        """Compute the point-in-time gauges from the app at scrape time; ``policy``: the
+        ``lifecycle.policy.Policy`` in use."""
         self.timers_pending.set_function(pending)
         self.partitions.set_function(partitions)
         self.registry.register(_LagCollector(lag))
+        if policy is not None:
+            self.registry.register(_PolicyCollector(policy))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
