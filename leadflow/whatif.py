@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from leadflow.report import Report, build_report
+from lifecycle.calendar import calendar_for
 from lifecycle.errors import LeadflowError
 from lifecycle.policy import Policy
 from lifecycle.processor import Tally
@@ -231,11 +232,17 @@ def explain_breach(breach: Breach, outcome: LeadOutcome, policy: Policy, side: s
     start = breach.started_at if breach.started_at is not None else breach.due_at
     if breach.ended_at is None:
         what = f"no {_EVIDENCE.get(breach.sla, 'evidence')} by the end of the data"
-    elif breach.ended_by == "reassignment":
-        what = f"reassigned {span(breach.ended_at - start)} after {started_by}"
     else:
-        word = _EVENT_WORDS.get(breach.ended_by or "", breach.ended_by or "evidence")
-        what = f"{word} came {span(breach.ended_at - start)} after {started_by}"
+        if breach.ended_by == "reassignment":
+            what = f"reassigned {span(breach.ended_at - start)} after {started_by}"
+        else:
+            word = _EVENT_WORDS.get(breach.ended_by or "", breach.ended_by or "evidence")
+            what = f"{word} came {span(breach.ended_at - start)} after {started_by}"
+        team = policy.for_team(breach.team)
+        if team.slas[breach.sla].business:
+            working = calendar_for(team.calendar).working_ms_between(start, breach.ended_at)
+            if working != breach.ended_at - start:
+                what += f", {span(working)} of it business time"
     return (f"{breach.sla} breach at {clock(breach.due_at)} under the {side} only: {what} "
             f"({_limit(policy, breach.sla, breach.team)})")
 

@@ -96,3 +96,17 @@ def test_a_retracted_breach_is_no_breach_and_an_unanswered_one_says_so() -> None
 def test_spans_read_as_the_two_largest_units() -> None:
     assert [span(ms) for ms in (0, 45_000, 9_000_000, 10_800_000, 93_784_000)] == \
         ["0 s", "45 s", "2 h 30 m", "3 h", "1 d 2 h"]
+
+
+def test_a_business_time_breach_says_how_much_of_the_wait_was_working_time() -> None:
+    from leadflow.whatif import Breach, LeadOutcome, explain_breach
+    from schemas.wire import parse_time
+
+    friday_4pm, monday_1030 = parse_time("2026-03-06T16:00:00Z"), parse_time("2026-03-09T10:30:00Z")
+    due = parse_time("2026-03-09T10:00:00Z")                 # 2 h of business time: 1 h Friday, 1 h Monday
+    outcome = LeadOutcome("sal", (("new", 0, "form_fill", 0), ("mql", 0, "form_fill", 60)), ())
+    breach = Breach("first_touch", friday_4pm, due, None, monday_1030, "sales_touch")
+    two_hours = parse_policy('[sla.first_touch]\nwithin = "2h"\n')
+    assert explain_breach(breach, outcome, two_hours, "candidate") == (
+        "first_touch breach at 2026-03-09 10:00 UTC under the candidate only: touch came 2 d 18 h after "
+        "assignment, 2 h 30 m of it business time (limit 2h of business time)")
