@@ -20,7 +20,7 @@ import json
 from pathlib import Path
 
 from schemas.policy_file import parse_policy
-from tests.cli.test_replay_cli import leadflow
+from tests.cli.test_replay_cli import ROOT, leadflow
 
 EVENTS = b"""\
 {"event_id":"a1","event_type":"lead_assigned","lead_id":"A","occurred_at":"2026-03-02T10:00:00Z","owner_id":"ann","team":"na"}
@@ -183,3 +183,17 @@ def test_bad_event_lines_are_dead_lettered_in_both_replays_and_the_exit_status_i
                     "--until", UNTIL, "--format", "json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["diff"]["leads_changed_total"] == 2
+
+
+def test_the_readme_excerpt_is_what_whatif_prints() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index("$ leadflow whatif "):]
+    block = block[: block.index("```")]
+    command, _, shown = block.partition("\n      ")
+    args = (command + " " + shown.split("\n", 1)[0]).replace("\\", " ").split()[2:]
+    done = leadflow(*args, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    printed = {" ".join(line.split()) for line in done.stdout.decode().splitlines()}
+    excerpt = [" ".join(line.split()) for line in shown.split("\n", 1)[1].splitlines()]
+    missing = [line for line in excerpt if line and line != "…" and line not in printed]
+    assert len(excerpt) > 20 and missing == []
