@@ -98,7 +98,10 @@ def test_json_holds_both_reports_and_the_hand_checked_differences(tmp_path: Path
          "reasons": ["first_touch breach at 2026-03-02 12:30 UTC under the candidate only: "
                      "disposition came 3 h after the MQL (limit 2h)"]},
     ]
-    assert "by_channel" not in diff or isinstance(diff["by_channel"], list)  # only once SPEC 10's report has it
+    assert diff["by_channel"] == [   # every lead's first marketing event is a form (SPEC 10)
+        {"group": "form", "mqls": {"current": 5, "candidate": 5, "difference": 0},
+         "sals": {"current": 4, "candidate": 4, "difference": 0},
+         "sal_rate": {"current": 0.8, "candidate": 0.8, "difference": 0.0}}]
 
 
 def test_swapping_the_policies_swaps_the_sides(tmp_path: Path) -> None:
