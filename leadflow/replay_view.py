@@ -12,6 +12,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, dead_letter_counts, replay
+from leadflow.replay_jobs import PARALLEL_MIN_BYTES, default_jobs
 from leadflow.terminal import safe
 from lifecycle.policy import Policy
 from lifecycle.processor import Tally
@@ -53,9 +54,10 @@ def describe(record: Record) -> str:
 
 
 def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, show: bool | None,
-        sink: Sink | None = None, margin_ms: int = DEFAULT_FUTURE_MARGIN_MS) -> Tally:
+        sink: Sink | None = None, margin_ms: int = DEFAULT_FUTURE_MARGIN_MS, jobs: int | None = None) -> Tally:
     """Replay ``files`` with a progress bar or the records shown, then print the summary; the
-    summary warns when the clock jumped more than ``margin_ms`` ahead of the events after it."""
+    summary warns when the clock jumped more than ``margin_ms`` ahead of the events after it.
+    ``jobs``: processes sharing the leads (None: the cores, on inputs of ``PARALLEL_MIN_BYTES`` and more)."""
     console = Console(stderr=True, highlight=False)
     watch = ClockWatch(margin_ms)
     sources = [Source(name) for name in files]
@@ -63,6 +65,8 @@ def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, 
     known = None if any(size is None for size in sizes) else sum(s for s in sizes if s is not None)
     if show is None:
         show = known is not None and known <= SHOW_LIMIT_BYTES
+    if jobs is None:
+        jobs = default_jobs() if known is not None and known >= PARALLEL_MIN_BYTES else 1
     out = Console(highlight=False)
     on_record = (lambda r: out.print(describe(r))) if show else None
 
@@ -80,9 +84,9 @@ def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, 
         with progress:
             task = progress.add_task("replay", total=known)
             tally = replay(sources, out_dir, policy, until, lambda n: progress.advance(task, n), on_record,
-                           sink=sink, watch=watch)
+                           sink=sink, watch=watch, jobs=jobs)
     else:
-        tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink, watch=watch)
+        tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink, watch=watch, jobs=jobs)
     out.print(summary(tally, out_dir, policy))
     for line in clock_warnings(watch):
         console.print(line)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Iterator, Mapping
 
 from lifecycle.application import Application, Row, Step
 from lifecycle.engine import Engine, Records
@@ -59,17 +59,28 @@ class Processor:
         """Advance the clock to the event's time, fire what fell due before it, then apply it."""
         at = event.occurred_at
         records = self.advance(at, inclusive=False) if self.timers.any_due(at) else []
+        records.extend(self.take(event))
+        return records
+
+    def take(self, event: LeadEvent) -> Records:
+        """Apply ``event`` at the clock moved to its time; what fell due before it must have been
+        stepped already (``submit`` does both)."""
+        at = event.occurred_at
         now = at if self.clock is None or at > self.clock else self.clock
         self.clock = now
         step = self.app.on_event(self.rows.get(event.lead_id, _EMPTY), event, now)
         self.tally.read += 1
         if step.duplicate:
             self.tally.duplicates += 1
-        else:
-            self.tally.applied += 1
-            self._keep(event.lead_id, step)
-            records.extend(step.records)
-        return records
+            return []
+        self.tally.applied += 1
+        self._keep(event.lead_id, step)
+        return step.records
+
+    def observe(self, at: int) -> None:
+        """Another process applies an event at ``at``: only the clock moves (a replay shard)."""
+        if self.clock is None or at > self.clock:
+            self.clock = at
 
     def reject(self, error_code: str) -> None:
         """Account for an input that went to the dead-letter queue."""
@@ -80,15 +91,22 @@ class Processor:
     def advance(self, until: int, *, inclusive: bool = True) -> Records:
         """Move the clock to ``until``, stepping every row due by then (before it if not inclusive)."""
         records: Records = []
-        for lead_id, due in self.timers.pop_due(until, inclusive=inclusive):
-            now = due if self.clock is None else max(due, self.clock)
-            self.clock = now
-            step = self.app.on_timer(self.rows[lead_id], f"timer:{lead_id}:{due}", now)
-            self._keep(lead_id, step)
-            records.extend(step.records)
+        for _, _, stepped in self.steps_due(until, inclusive=inclusive):
+            records.extend(stepped)
         if self.clock is None or until > self.clock:
             self.clock = until
         return records
+
+    def steps_due(self, until: int, *, inclusive: bool = True) -> Iterator[tuple[str, int, Records]]:
+        """Step every row due by ``until`` (before it if not inclusive), earliest first, lead ids in
+        order at equal times: ``(lead_id, due, records)`` per row stepped. Leaves the clock at the
+        last step's time (``advance`` then moves it to ``until``)."""
+        for lead_id, due in self.timers.pop_due(until, inclusive=inclusive):
+            now = due if self.clock is None or due > self.clock else self.clock
+            self.clock = now
+            step = self.app.on_timer(self.rows[lead_id], f"timer:{lead_id}:{due}", now)
+            self._keep(lead_id, step)
+            yield lead_id, due, step.records
 
     def finish(self, until: int | None = None) -> Records:
         """The end of the input: move the clock to ``until`` (default: where it is), then apply
@@ -98,15 +116,21 @@ class Processor:
             return []
         records = self.advance(final, inclusive=True)
         flushed = False
+        for _, stepped in self.flush_held(final):
+            records.extend(stepped)
+            flushed = True
+        if flushed:  # what the flushed events started may be due by now too
+            records.extend(self.advance(final, inclusive=True))
+        return records
+
+    def flush_held(self, final: int) -> Iterator[tuple[str, Records]]:
+        """Apply every event still held, lead by lead in order of first appearance:
+        ``(lead_id, records)`` per lead that held any."""
         for lead_id, row in list(self.rows.items()):
             if row.held:
                 step = self.app.flush(row, max(final, self.clock or final))
                 self._keep(lead_id, step)
-                records.extend(step.records)
-                flushed = True
-        if flushed:  # what the flushed events started may be due by now too
-            records.extend(self.advance(final, inclusive=True))
-        return records
+                yield lead_id, step.records
 
     def _keep(self, lead_id: str, step: Step) -> None:
         row = step.row

@@ -213,3 +213,30 @@ def test_the_readme_by_channel_excerpt_is_real_output(tmp_path):
     assert report.returncode == 0, report.stderr
     shown = {line.rstrip() for line in report.stdout.decode().splitlines()}
     assert [row for row in rows if row not in shown] == []
+
+
+def test_jobs_3_writes_the_bytes_of_jobs_1(tmp_path):
+    """Leads shared among three processes, merged: the same three files as one process, on a mixed
+    stream (duplicates, bad lines, late events) under a reorder window and grace, with --until."""
+    import random
+
+    from leadflow.traffic import TrafficShape, json_lines
+
+    data = list(json_lines(300, seed=3, shape=TrafficShape(duplicate_share=0.05, bad_share=0.02)))
+    rng = random.Random(3)
+    for i in range(0, len(data) - 10, 7):  # late events: some lines a few places after their time
+        j = i + rng.randrange(1, 10)
+        data[i], data[j] = data[j], data[i]
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(data) + b"\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[lateness]\nreorder = "5m"\ngrace = "10m"\n')
+    for jobs in ("1", "3"):
+        done = leadflow("replay", str(events), "--policy", str(policy), "--out", str(tmp_path / jobs),
+                        "--until", "2026-06-01T00:00:00Z", "--jobs", jobs, "--no-show")
+        assert done.returncode == 0, done.stderr
+    for name in ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl"):
+        assert (tmp_path / "3" / name).read_bytes() == (tmp_path / "1" / name).read_bytes(), name
+    assert (tmp_path / "1" / "dlq.jsonl").stat().st_size > 0
+    assert b"sla_" in (tmp_path / "1" / "alerts.jsonl").read_bytes()
+    assert done.stdout.decode().count("events read") == 1

@@ -16,6 +16,16 @@ def test_pops_due_timers_earliest_first_and_keeps_later_ones():
     assert timers.next_due() == 30 and len(timers) == 1
 
 
+def test_equal_due_times_pop_in_lead_id_order_whatever_the_order_they_were_set():
+    timers = TimerSet()
+    for lead in ("c", "a", "b"):
+        timers.set(lead, 10)
+    timers.set("a", 5)
+    timers.set("a", 10)  # back to 10: its old heap entry is live again, the new one a stale copy
+    assert list(timers.pop_due(10)) == [("a", 10), ("b", 10), ("c", 10)]
+    assert len(timers) == 0 and timers.next_due() is None
+
+
 def test_exclusive_bound_leaves_timers_due_exactly_then():
     timers = TimerSet()
     timers.set("a", 10)
@@ -56,7 +66,6 @@ def test_behaves_like_a_dict_of_deadlines(operations, until):
         else:
             model[lead] = due
     popped = list(timers.pop_due(until))
-    expected = sorted(((lead, due) for lead, due in model.items() if due <= until), key=lambda x: x[1])
-    assert [due for _, due in popped] == [due for _, due in expected]
-    assert set(popped) == set(expected)
+    expected = sorted(((lead, due) for lead, due in model.items() if due <= until), key=lambda x: (x[1], x[0]))
+    assert popped == expected  # by due time, then lead id: the order depends on nothing else
     assert dict(timers.items()) == {lead: due for lead, due in model.items() if due > until}
