@@ -21,6 +21,7 @@ merges the sorted streams (``heapq.merge``) into the three output files.
 
 from __future__ import annotations
 
+import gc
 import heapq
 import multiprocessing
 import os
@@ -217,9 +218,11 @@ def replay_parallel(
                             name=f"leadflow-replay-{job}", daemon=True)
             for job in range(1, jobs)
         ]
+        gc.freeze()  # the children's collector leaves the parent's objects alone: no copy-on-write of them
         try:
             for child in children:
                 child.start()
+            gc.unfreeze()
             tallies = [run_shard(sources, policy, until, 0, jobs, parts[0], reader, on_progress, watch)]
             for job, child in enumerate(children, start=1):
                 child.join()
