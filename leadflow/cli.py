@@ -1,12 +1,14 @@
 """The ``leadflow`` command line.
 
-Exit status: 0 on success, 2 on bad usage or a bad policy, 1 on any other failure; every failure
-prints one line on standard error.
+Exit status: 0 on success, 2 on bad usage or a bad policy, 1 on any other failure, 128 + the signal
+when SIGINT, SIGTERM or SIGHUP stopped ``replay``, ``produce`` or ``report`` (130, 143, 129); every
+failure prints one line on standard error.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,28 @@ from schemas.wire import format_time, parse_time
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stopped(BaseException):
+    """SIGINT, SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (every ``finally`` runs: temporary files
+    go, locks are released), caught by nothing but ``main``, which exits with 128 + the signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP stop the command as SIGINT does; a second signal during the clean-up is ignored."""
+
+    def stop(signum: int, frame: Any) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Stopped(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, stop)
 
 
 def _policy(path: str | None) -> Policy:
@@ -94,6 +118,7 @@ def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until:
     """Run the engine over JSON-lines event files (- is standard input) with the event-time clock."""
     from leadflow import replay_view
 
+    _stop_on_signals()
     until_ms = _time(until, "--until")
     _inputs(files)
     _option("sql_url", sql_url, "--sql")
@@ -101,12 +126,11 @@ def replay(files: tuple[str, ...], policy_path: str | None, out_dir: str, until:
     margin = _option("future_margin_ms", os.environ.get("LEADFLOW_FUTURE_MARGIN", "").strip() or None,
                      "LEADFLOW_FUTURE_MARGIN")
     policy = _policy(policy_path)
-    from leadflow.replay import sinks_for
+    from leadflow.replay import ReplayOutput, sinks_for
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    replay_view.run(files, out, policy, until_ms, show, sinks_for(out, sql_url, webhook_url),
-                    **({"margin_ms": margin} if margin is not None else {}), jobs=jobs)
+    with ReplayOutput.open(Path(out_dir), policy_source=policy_path) as out:  # locked; written whole or not at all
+        replay_view.run(files, out, policy, until_ms, show, sinks_for(out, sql_url, webhook_url),
+                        **({"margin_ms": margin} if margin is not None else {}), jobs=jobs)
 
 
 @cli.command()
@@ -141,6 +165,7 @@ def produce(file: str, broker: str | None) -> None:
     """Publish JSON-lines events to their input topics."""
     from leadflow import produce as produce_module
 
+    _stop_on_signals()
     _inputs((file,))
     produce_module.run(file, broker=broker)
 
@@ -218,6 +243,7 @@ def policy_publish(file: str, broker: str | None) -> None:
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None, help="Also write an HTML page with charts.")
 def report(source: str, fmt: str, html_path: str | None) -> None:
     """Funnel, time in stage and SLA compliance from replay output (a directory), a SQL URL or kafka://host:port."""
+    _stop_on_signals()
     code = report_command(source, fmt, html_path)
     if code:
         sys.exit(code)
@@ -279,7 +305,7 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(done.exit_code)
     except click.exceptions.Abort:
         click.echo(f"{prog}: interrupted", err=True)
-        sys.exit(EXIT_FAILURE)
+        sys.exit(128 + signal.SIGINT)
     except click.UsageError as error:
         command = error.ctx.command_path if error.ctx is not None else prog
         _fail(f"{command}: {error.format_message()} (see {command} --help)", EXIT_USAGE)
@@ -292,6 +318,9 @@ def main(argv: list[str] | None = None) -> Any:
     except KeyboardInterrupt:
         click.echo(f"{prog}: interrupted", err=True)
         sys.exit(130)
+    except Stopped as stop:
+        click.echo(f"{prog}: stopped by {signal.Signals(stop.signum).name}", err=True)
+        sys.exit(128 + stop.signum)
     except BrokenPipeError:
         sys.exit(EXIT_FAILURE)
     except Exception as error:  # noqa: BLE001 - the last line of defence: one line, status 1

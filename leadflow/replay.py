@@ -2,6 +2,9 @@
 
 Deterministic byte for byte: the same input lines in the same order give the same three output files,
 however the lines are split into files (DLQ records name the file and line they came from).
+The files appear in the output directory only when the run completed, with ``manifest.json``
+(``leadflow.replay_output``); input lines are read one at a time, at most ``MAX_LINE_BYTES`` each
+(``leadflow.jsonlines``: a longer one is dead-lettered as ``line_too_long``).
 """
 
 from __future__ import annotations
@@ -9,15 +12,16 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import threading
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+from leadflow import jsonlines
+from leadflow.replay_output import OUTPUT_FILES, ReplayOutput  # noqa: F401 - OUTPUT_FILES: re-exported
 from lifecycle.engine import Engine
-from lifecycle.errors import ConfigError, EventError
+from lifecycle.errors import ConfigError, EventError, LeadflowError
 from lifecycle.events import LeadEvent
 from lifecycle.policy import Policy
 from lifecycle.processor import Processor, Tally
@@ -26,9 +30,10 @@ from schemas.codec import decode_json, dlq_record
 from schemas.wire import record_json
 from sinks.base import FanOut, Sink, deliver
 
-OUTPUT_FILES = ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl")
-#: Held while a line is appended to dlq.jsonl: the replay loop and a sink's threads both write it.
-_DLQ_LOCK = threading.Lock()
+
+
+class InputError(LeadflowError):
+    """An input file could not be read; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,10 @@ class Source:
             if sys.stdin is None:
                 raise ConfigError("FILE '-': standard input is closed")
             return sys.stdin.buffer
-        return open(self.name, "rb")
+        try:
+            return open(self.name, "rb")
+        except OSError as exc:
+            raise InputError(f"cannot read {self.name}: {exc.strerror or exc}") from None
 
     def problem(self) -> str | None:
         """Why this input cannot be read, before anything starts; None when it can. A FIFO, a
@@ -71,15 +79,19 @@ class Source:
 
 
 def read_lines(source: Source, stream: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
-    """``(line number from 1, line without its newline, bytes consumed)``; blank lines are skipped."""
-    for number, raw in enumerate(stream, start=1):
-        line = raw.rstrip(b"\r\n")
-        if line.strip():
-            yield number, line, len(raw)
+    """``(line number from 1, line without its newline, bytes consumed)``; blank lines are skipped,
+    a line over ``jsonlines.MAX_LINE_BYTES`` comes as a ``jsonlines.LongLine``; a read error names the input."""
+    try:
+        yield from jsonlines.read_lines(stream)
+    except OSError as exc:
+        raise InputError(f"cannot read {source.name}: {exc.strerror or exc}") from None
 
 
 def decode_line(line: bytes) -> LeadEvent:
-    """One input line -> a validated event; ``EventError`` (a dead letter) otherwise."""
+    """One input line -> a validated event; ``EventError`` (a dead letter) otherwise, ``line_too_long``
+    for a ``jsonlines.LongLine``."""
+    if isinstance(line, jsonlines.LongLine):
+        raise line.error()
     return decode_json(line)
 
 
@@ -124,7 +136,7 @@ class ClockWatch:
 
 def replay(
     sources: Iterable[Source],
-    out_dir: Path,
+    out_dir: Path | ReplayOutput,
     policy: Policy,
     until: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -134,7 +146,8 @@ def replay(
     watch: ClockWatch | None = None,
     jobs: int = 1,
 ) -> Tally:
-    """Run every source through one processor, in order; write the three output files into ``out_dir``.
+    """Run every source through one processor, in order; write the three output files into ``out_dir``
+    (a directory, or a ``ReplayOutput`` already open), all at once when the run completed.
 
     ``jobs`` > 1: the leads are shared among that many processes (``leadflow.replay_jobs``), with
     the same output byte for byte; only when every source is a regular file (each job reads it) and
@@ -142,27 +155,28 @@ def replay(
 
     ``watch`` sees the clock before and after every event (``ClockWatch``).
 
-    ``sink`` (SQL, webhook, ...) also gets every record; it is closed, so flushed, before returning,
-    and what it dead-letters (an alert the webhook could not deliver) is appended to ``dlq.jsonl``.
+    ``sink`` (SQL, webhook, ...) also gets every record; it is closed, so flushed, before the files
+    are put in place, and what it dead-letters (an alert the webhook could not deliver) is appended
+    to ``dlq.jsonl`` (``OutputFile.write`` takes whole lines from any thread). A run that fails or
+    is interrupted leaves the directory as it was.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     sources = list(sources)
     with ExitStack() as stack:
-        lifecycle_out, alerts_out, dlq_out = (
-            stack.enter_context(open(out_dir / name, "wb")) for name in OUTPUT_FILES
-        )
-        # a sink's threads append to dlq.jsonl too (``sinks_for``): this handle appends as they do,
-        # a whole line at a time under the same lock, so no line is cut or written over
-        dlq_out.close()
-        dlq_out = stack.enter_context(open(out_dir / OUTPUT_FILES[2], "ab"))
+        output = out_dir if isinstance(out_dir, ReplayOutput) else stack.enter_context(ReplayOutput.open(out_dir))
+        lifecycle_out, alerts_out, dlq_out = output.begin()
+
+        def commit() -> None:
+            output.commit([source.name for source in sources], until, getattr(policy, "policy_version", None))
 
         if jobs > 1 and on_record is None and sink is None and processor is None and all(
             source.size() is not None for source in sources
         ):
             from leadflow.replay_jobs import replay_parallel
 
-            return replay_parallel(sources, (lifecycle_out, alerts_out, dlq_out), policy, until, jobs,
-                                   (read_lines, decode_line), on_progress, watch)
+            tally = replay_parallel(sources, (lifecycle_out, alerts_out, dlq_out), policy, until, jobs,
+                                    (read_lines, decode_line), on_progress, watch)
+            commit()
+            return tally
         if processor is None:
             processor = Processor(Engine(policy))
 
@@ -186,9 +200,7 @@ def replay(
                     except EventError as error:
                         dead = dlq_record(line, None, error, source.name, None, number)
                         processor.reject(error.code)
-                        with _DLQ_LOCK:
-                            dlq_out.write(record_json(dead) + b"\n")
-                            dlq_out.flush()
+                        dlq_out.write(record_json(dead) + b"\n")
                         if on_record is not None:
                             on_record(dead)
                         if sink is not None:
@@ -204,8 +216,9 @@ def replay(
                 if not source.is_stdin:
                     stream.close()
         write(processor.finish(until))
-    if sink is not None:
-        sink.close()
+        if sink is not None:
+            sink.close()
+        commit()
     return processor.tally
 
 
@@ -224,7 +237,7 @@ def dead_letter_counts(out_dir: Path) -> Counter[str]:
     return counts
 
 
-def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Sink | None:
+def sinks_for(output: ReplayOutput, sql_url: str | None, webhook_url: str | None) -> Sink | None:
     """The sinks chosen on the command line; the webhook's dead letters go to ``dlq.jsonl``."""
     chosen: list[Sink] = []
     if sql_url:
@@ -235,8 +248,7 @@ def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Si
         from sinks.webhook import WebhookSink
 
         def dead_letter(record: DlqRecord) -> None:
-            with _DLQ_LOCK, open(out_dir / "dlq.jsonl", "ab") as dlq_out:
-                dlq_out.write(record_json(record) + b"\n")
+            output.dead_letter(record_json(record) + b"\n")
 
         chosen.append(WebhookSink(webhook_url, dead_letters=dead_letter))
     if not chosen:

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
-from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, dead_letter_counts, replay
+from leadflow.replay import OUTPUT_FILES, ClockWatch, ReplayOutput, Source, dead_letter_counts, replay
 from leadflow.replay_jobs import PARALLEL_MIN_BYTES, default_jobs
 from leadflow.terminal import safe
 from lifecycle.policy import Policy
@@ -53,11 +53,12 @@ def describe(record: Record) -> str:
             f"{safe(record.detail)}")
 
 
-def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, show: bool | None,
+def run(files: Sequence[str], output: ReplayOutput, policy: Policy, until: int | None, show: bool | None,
         sink: Sink | None = None, margin_ms: int = DEFAULT_FUTURE_MARGIN_MS, jobs: int | None = None) -> Tally:
-    """Replay ``files`` with a progress bar or the records shown, then print the summary; the
-    summary warns when the clock jumped more than ``margin_ms`` ahead of the events after it.
-    ``jobs``: processes sharing the leads (None: the cores, on inputs of ``PARALLEL_MIN_BYTES`` and more)."""
+    """Replay ``files`` into the (open, locked) ``output`` with a progress bar or the records shown,
+    then print the summary; the summary warns when the clock jumped more than ``margin_ms`` ahead
+    of the events after it. ``jobs``: processes sharing the leads (None: the cores, on inputs of
+    ``PARALLEL_MIN_BYTES`` and more)."""
     console = Console(stderr=True, highlight=False)
     watch = ClockWatch(margin_ms)
     sources = [Source(name) for name in files]
@@ -83,11 +84,11 @@ def run(files: Sequence[str], out_dir: Path, policy: Policy, until: int | None, 
         )
         with progress:
             task = progress.add_task("replay", total=known)
-            tally = replay(sources, out_dir, policy, until, lambda n: progress.advance(task, n), on_record,
+            tally = replay(sources, output, policy, until, lambda n: progress.advance(task, n), on_record,
                            sink=sink, watch=watch, jobs=jobs)
     else:
-        tally = replay(sources, out_dir, policy, until, None, on_record, sink=sink, watch=watch, jobs=jobs)
-    out.print(summary(tally, out_dir, policy))
+        tally = replay(sources, output, policy, until, None, on_record, sink=sink, watch=watch, jobs=jobs)
+    out.print(summary(tally, output.path, policy))
     for line in clock_warnings(watch):
         console.print(line)
     return tally

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from leadflow.replay_output import CheckedFile, read_manifest
 from lifecycle.errors import ConfigError, EventError
 from lifecycle.records import AlertRecord, LifecycleRecord, RecordType
 from schemas.codec import SchemaLookup, bundled_schemas, decode_record
@@ -24,24 +25,23 @@ from sinks.base import SinkError
 Loaded = tuple[list[LifecycleRecord], list[AlertRecord]]
 
 
-def _json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open("rb") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except ValueError as exc:
-                    raise SinkError(f"{path}:{number}: not a JSON object: {exc}") from exc
+def _json_lines(checked: CheckedFile) -> Iterator[dict[str, Any]]:
+    for number, line in checked.lines():
+        try:
+            yield json.loads(line)
+        except ValueError as exc:
+            raise SinkError(f"{checked.path}:{number}: not a JSON object: {exc}") from exc
 
 
 def load_replay_dir(directory: str | Path) -> Loaded:
-    """``lifecycle.jsonl`` and ``alerts.jsonl`` of a ``leadflow replay --out DIR``."""
+    """``lifecycle.jsonl`` and ``alerts.jsonl`` of a ``leadflow replay --out DIR``, checked against its
+    ``manifest.json`` (``leadflow.replay_output``): a directory without one, or whose files are
+    missing or differ from it, is refused with a ``ConfigError`` (exit status 2)."""
     root = Path(directory)
-    lifecycle_file, alerts_file = root / "lifecycle.jsonl", root / "alerts.jsonl"
-    if not lifecycle_file.is_file():
-        raise ConfigError(f"{root}: no lifecycle.jsonl (is this a replay output directory?)")
-    lifecycle = [lifecycle_from_wire(v) for v in _json_lines(lifecycle_file)]
-    alerts = [alert_from_wire(v) for v in _json_lines(alerts_file)] if alerts_file.is_file() else []
+    manifest = read_manifest(root)
+    lifecycle = [lifecycle_from_wire(v) for v in _json_lines(CheckedFile(root, "lifecycle.jsonl", manifest))]
+    alerts = [alert_from_wire(v) for v in _json_lines(CheckedFile(root, "alerts.jsonl", manifest))]
+    CheckedFile(root, "dlq.jsonl", manifest).verify()
     return lifecycle, alerts
 
 
@@ -49,7 +49,7 @@ def load_sql(url: str) -> Loaded:
     """Every row of ``lead_transitions`` and ``lead_alerts`` of a database written by ``SqlSink``."""
     from sinks.sql import SqlSink
 
-    sink = SqlSink(url)  # also migrates: reading an empty database gives an empty report
+    sink = SqlSink(url, read_only=True)  # creates and migrates nothing: a missing database is an error
     try:
         return sink.transitions(), sink.alerts()
     finally:

@@ -45,3 +45,23 @@ class RecordTooLarge(LeadflowError):
 
 class ConfigError(LeadflowError):
     """Bad command-line or environment configuration (exit status 2)."""
+
+
+#: How many problems an error message lists before "… and N more", and how much of a value it echoes.
+SHOWN_PROBLEMS = 20
+SHOWN_CHARS = 80
+
+
+def capped(problems: list[str], limit: int = SHOWN_PROBLEMS) -> list[str]:
+    """The first ``limit`` problems, then ``… and N more``: a file with a million bad keys gives a
+    message of a screen, not of hundreds of megabytes."""
+    if len(problems) <= limit:
+        return list(problems)
+    return [*problems[:limit], f"… and {len(problems) - limit:,} more"]
+
+
+def excerpt(value: str, limit: int = SHOWN_CHARS) -> str:
+    """``value`` as an error message may echo it: its first ``limit`` characters, then how long it was."""
+    if len(value) <= limit:
+        return value
+    return f"{value[:limit]}… ({len(value):,} characters)"

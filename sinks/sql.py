@@ -16,20 +16,32 @@ one ``executemany`` per table inside ONE transaction, and ``add`` flushes by its
 URLs: ``sqlite:///relative/or/absolute/path.db`` (``sqlite:///:memory:`` too) or
 ``postgresql://user@host:port/db`` — any libpq URI; pick a schema with
 ``?options=-csearch_path%3Dmy_schema``.
+
+``SqlSink(url, read_only=True)`` (``leadflow report``) creates and migrates nothing: a missing
+database, one without leadflow's tables or at another schema version raises :class:`SchemaError`.
+A database at a version newer than ``MIGRATIONS`` is refused by writers too, before anything is written.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from lifecycle.errors import ConfigError
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
 from schemas.secrets import redact_text, redact_url
 from sinks.base import Sink, SinkClosed, SinkError, record_id
 
 DEFAULT_BATCH_SIZE: Final = 1000
+
+
+class SchemaError(SinkError, ConfigError):
+    """The database is not one this code can use as it is: missing, without leadflow's tables, or at
+    a schema version it does not know (exit status 2)."""
 
 
 @dataclass(frozen=True)
@@ -254,23 +266,35 @@ def _dialect_of(url: str) -> Dialect:
     raise SinkError(f"unsupported SQL URL {redact_url(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
-def connect(url: str) -> tuple[Dialect, Any]:
-    """A DB-API connection for ``url`` (autocommit off; the caller commits)."""
+def connect(url: str, *, read_only: bool = False) -> tuple[Dialect, Any]:
+    """A DB-API connection for ``url`` (autocommit off; the caller commits). ``read_only``: a
+    SQLite file is opened, never created (``mode=ro``); a PostgreSQL session is read-only."""
     dialect = _dialect_of(url)
+    if read_only and dialect is SQLITE:
+        path = url.removeprefix("sqlite:///")
+        if path != ":memory:" and not os.path.isfile(path):
+            raise SchemaError(f"{redact_url(url)}: no such database file")
     try:
         if dialect is SQLITE:
-            conn = sqlite3.connect(url.removeprefix("sqlite:///"), check_same_thread=False)
+            path = url.removeprefix("sqlite:///")
+            if read_only:
+                conn = sqlite3.connect(f"file:{urllib.parse.quote(path)}?mode=ro", uri=True, check_same_thread=False)
+                return dialect, conn
+            conn = sqlite3.connect(path, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             return dialect, conn
         import psycopg
 
-        return dialect, psycopg.connect(url)
+        conn = psycopg.connect(url, connect_timeout=10)
+        conn.read_only = read_only
+        return dialect, conn
     except Exception as exc:
         # psycopg may quote the password (a bad percent-encoding): the message is scrubbed, and
         # raised outside this block so that no exception chain keeps the original
         problem = f"cannot connect to {redact_url(url)}: {redact_text(str(exc), url)}"
-    raise SinkError(problem)
+        missing = "does not exist" in str(exc)  # PostgreSQL: database "x" does not exist
+    raise (SchemaError if missing else SinkError)(problem)
 
 
 def schema_version(conn: Any, dialect: Dialect) -> int:
@@ -282,10 +306,37 @@ def schema_version(conn: Any, dialect: Dialect) -> int:
     return int(version or 0)
 
 
-def migrate(conn: Any, dialect: Dialect, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+def stored_version(conn: Any, dialect: Dialect) -> int | None:
+    """The database's schema version, creating nothing; None when it has no ``schema_version`` table."""
+    cur = conn.cursor()
+    if dialect is SQLITE:
+        cur.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+    else:
+        cur.execute("SELECT to_regclass('schema_version')")
+    (found,) = cur.fetchone() or (None,)
+    if found is None:
+        conn.commit()
+        return None
+    cur.execute("SELECT MAX(version) FROM schema_version")
+    (version,) = cur.fetchone()
+    conn.commit()
+    return int(version or 0)
+
+
+def check_known(version: int, url: str, migrations: Sequence[Migration] = MIGRATIONS) -> None:
+    """Refuse a database written by a newer leadflow: its tables may mean something else."""
+    latest = max((m.version for m in migrations), default=0)
+    if version > latest:
+        raise SchemaError(f"{redact_url(url)}: schema version {version} is newer than this leadflow knows "
+                          f"({latest}); use the leadflow that wrote it, or a newer one")
+
+
+def migrate(conn: Any, dialect: Dialect, migrations: Sequence[Migration] = MIGRATIONS, url: str = "the database") -> int:
     """Apply every migration above the stored version, each in its own transaction; return the
-    version reached. Safe to call on every start (a no-op when up to date)."""
+    version reached. Safe to call on every start (a no-op when up to date). A version newer than
+    ``migrations`` know raises :class:`SchemaError` before anything is written."""
     current = schema_version(conn, dialect)
+    check_known(current, url, migrations)
     for step in sorted(migrations, key=lambda m: m.version):
         if step.version <= current:
             continue
@@ -302,17 +353,37 @@ def migrate(conn: Any, dialect: Dialect, migrations: Sequence[Migration] = MIGRA
     return current
 
 
+def _readable_version(conn: Any, dialect: Dialect, url: str, migrations: Sequence[Migration]) -> int:
+    version = stored_version(conn, dialect)
+    if version is None:
+        raise SchemaError(f"{redact_url(url)}: no leadflow tables (no schema_version table): "
+                          "not a database a leadflow SQL sink wrote")
+    check_known(version, url, migrations)
+    latest = max((m.version for m in migrations), default=0)
+    if version < latest:
+        raise SchemaError(f"{redact_url(url)}: schema version {version}, older than this leadflow's ({latest}); "
+                          "a `leadflow replay --sql` or a worker with this URL upgrades it")
+    return version
+
+
 class SqlSink(Sink):
     """Batched, idempotent writes of every record type; see the module docstring for the tables."""
 
     def __init__(self, url: str = "sqlite:///leadflow.db", *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 migrations: Sequence[Migration] = MIGRATIONS) -> None:
+                 migrations: Sequence[Migration] = MIGRATIONS, read_only: bool = False) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.url = url
         self.batch_size = batch_size
-        self.dialect, self._conn = connect(url)
-        self.version = migrate(self._conn, self.dialect, migrations)
+        self.dialect, self._conn = connect(url, read_only=read_only)
+        try:
+            if read_only:
+                self.version = _readable_version(self._conn, self.dialect, url, migrations)
+            else:
+                self.version = migrate(self._conn, self.dialect, migrations, url)
+        except BaseException:
+            self._conn.close()
+            raise
         self._arrival = "rowid" if self.dialect.name == "sqlite" else "seq"
         ph = self.dialect.placeholder
         self._sql_transition = _insert_ignoring("lead_transitions", TRANSITION_COLUMNS, "transition_id", ph)

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lifecycle.errors import ConfigError
+from lifecycle.errors import ConfigError, capped, excerpt
 from schemas.secrets import MASK, Secret, redact_url
 from streams.settings import parse_bootstrap
 from streams.topics import DEFAULT_APP_ID, DEFAULT_PARTITIONS, Topics
@@ -83,8 +83,8 @@ class SettingsError(ConfigError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         count = len(self.problems)
-        head = "bad configuration value" if count == 1 else f"{count} bad configuration values"
-        super().__init__(head + ":\n  " + "\n  ".join(self.problems))
+        head = "bad configuration value" if count == 1 else f"{count:,} bad configuration values"
+        super().__init__(head + ":\n  " + "\n  ".join(capped(self.problems)))
 
 
 # -- the options -------------------------------------------------------------------------------
@@ -471,14 +471,24 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+#: A configuration file is a few dozen lines; a bigger one is refused before it is parsed.
+MAX_CONFIG_BYTES = 1024 * 1024
+#: Unknown keys named one by one; the rest are counted.
+SHOWN_UNKNOWN_KEYS = 5
+
+
 def _read_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         with open(path, "rb") as handle:
-            data = tomllib.load(handle)
+            text = handle.read(MAX_CONFIG_BYTES + 1)
+            if len(text) > MAX_CONFIG_BYTES:
+                raise SettingsError([f"config file {path}: over {MAX_CONFIG_BYTES:,} bytes; "
+                                     "a leadflow configuration is a few dozen lines"])
+            data = tomllib.loads(text.decode("utf-8"))
     except FileNotFoundError:
         raise SettingsError([f"config file {path}: no such file"]) from None
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise SettingsError([f"config file {path}: {exc}"]) from exc
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError([f"config file {path}: {excerpt(str(exc))}"]) from exc
     return _flatten(data)
 
 
@@ -499,10 +509,12 @@ def load_settings(
         config_file = env[ENV_CONFIG].strip()
     problems: list[str] = []
     from_file = _read_file(config_file) if config_file is not None else {}
-    for key in from_file:
-        if key not in _BY_KEY:
-            problems.append(f"{key} (config file {config_file}): unknown key; known keys: "
-                            + ", ".join(sorted(_BY_KEY)))
+    unknown = [key for key in from_file if key not in _BY_KEY]
+    for key in unknown[:SHOWN_UNKNOWN_KEYS]:
+        problems.append(f"{excerpt(key, 40)} (config file {config_file}): unknown key; known keys: "
+                        + ", ".join(sorted(_BY_KEY)))
+    if len(unknown) > SHOWN_UNKNOWN_KEYS:
+        problems.append(f"config file {config_file}: {len(unknown) - SHOWN_UNKNOWN_KEYS:,} more unknown keys")
 
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -527,7 +539,7 @@ def load_settings(
             values[option.name] = option.parse(str(raw))
             sources[option.name] = source
         except _Bad as bad:
-            shown = MASK if option.secret else redact_url(str(raw))
+            shown = MASK if option.secret else excerpt(redact_url(str(raw)))
             problems.append(f"{label}={shown!r}: {bad}")
             values[option.name] = option.default
             failed.add(option.name)

@@ -30,7 +30,7 @@ def lines(path: Path) -> list[dict]:
 def test_replay_writes_the_three_files_and_a_summary(tmp_path):
     done = leadflow("replay", str(SAMPLE), "--out", str(tmp_path), "--no-show")
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.jsonl", "dlq.jsonl", "lifecycle.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alerts.jsonl", "dlq.jsonl", "lifecycle.jsonl", "manifest.json"]
     summary = done.stdout.decode()
     assert "events read" in summary and "dead-lettered" in summary and "stage changes" in summary
     transitions = lines(tmp_path / "lifecycle.jsonl")

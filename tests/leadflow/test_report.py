@@ -12,6 +12,7 @@ from rich.console import Console
 from lifecycle.records import AlertRecord, LifecycleRecord
 from schemas.wire import record_json
 from leadflow.cli import report_command
+from leadflow.replay_output import ReplayOutput
 from leadflow.report import Report, build_report, render_json, render_text
 from leadflow.report_sources import load_kafka, load_replay_dir, load_sql
 from sinks.sql import SqlSink
@@ -150,11 +151,15 @@ def test_empty_input_gives_an_empty_report() -> None:
 
 # -- sources --------------------------------------------------------------------------------------
 
-def write_replay_dir(directory: Path, lifecycle: list[LifecycleRecord], alerts: list[AlertRecord]) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "lifecycle.jsonl").write_bytes(b"".join(record_json(r) + b"\n" for r in lifecycle))
-    (directory / "alerts.jsonl").write_bytes(b"".join(record_json(a) + b"\n" for a in alerts))
-    (directory / "dlq.jsonl").write_bytes(b"")
+def write_replay_dir(directory: Path, lifecycle: list[LifecycleRecord], alerts: list[AlertRecord],
+                     raw_lifecycle: bytes | None = None) -> Path:
+    """A replay output directory as replay writes it (manifest included), with these records."""
+    with ReplayOutput.open(directory) as out:
+        lifecycle_out, alerts_out, _ = out.begin()
+        lifecycle_out.write(raw_lifecycle if raw_lifecycle is not None
+                            else b"".join(record_json(r) + b"\n" for r in lifecycle))
+        alerts_out.write(b"".join(record_json(a) + b"\n" for a in alerts))
+        out.commit(inputs=["test"], until=None)
     return directory
 
 
@@ -258,7 +263,5 @@ def test_report_command_bad_sources(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert report_command(str(tmp_path), "yaml", None) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 4 and all(line.startswith("leadflow report: ") for line in err)
-    bad = tmp_path / "bad"
-    bad.mkdir()
-    (bad / "lifecycle.jsonl").write_text("{nope\n")
+    bad = write_replay_dir(tmp_path / "bad", [], [], raw_lifecycle=b"{nope\n")
     assert report_command(str(bad), "text", None) == 1

@@ -1,0 +1,69 @@
+"""JSON-lines files read one line at a time, each line at most ``MAX_LINE_BYTES`` long.
+
+A file with no newline in it (a 2 GB sparse file, a binary dump) must not become one 2 GB ``bytes``:
+a longer line is skipped in chunks and handed on as :class:`LongLine`, its first
+``LONG_LINE_KEPT`` bytes and its real length, which replay dead-letters as ``line_too_long`` and a
+report refuses. Memory stays near ``MAX_LINE_BYTES`` whatever the input.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from lifecycle.errors import EventError
+
+#: The longest line read: events are a few hundred bytes, so 1 MiB is generous.
+MAX_LINE_BYTES = 1024 * 1024
+#: What a dead letter keeps of a line over the limit.
+LONG_LINE_KEPT = 4096
+LINE_TOO_LONG = "line_too_long"
+
+
+class LongLine(bytes):
+    """The first ``LONG_LINE_KEPT`` bytes of a line over ``MAX_LINE_BYTES``; ``length`` is its whole size."""
+
+    length: int
+    limit: int
+
+    def __new__(cls, head: bytes, length: int, limit: int = MAX_LINE_BYTES) -> "LongLine":
+        line = super().__new__(cls, head)
+        line.length = length
+        line.limit = limit
+        return line
+
+    def error(self) -> EventError:
+        return EventError(LINE_TOO_LONG, f"a line of {self.length:,} bytes; at most {self.limit:,} are read "
+                          f"(the first {len(self):,} are kept)")
+
+
+def read_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES, *, skip_long: bool = True
+               ) -> Iterator[tuple[int, bytes, int]]:
+    """``(line number from 1, line without its newline, bytes consumed)``; blank lines are skipped.
+
+    A line longer than ``limit`` comes as a :class:`LongLine`, read past without being kept; with
+    ``skip_long=False`` it comes at once (``length`` is then what was read of it) and ends the lines.
+    """
+    number = 0
+    while True:
+        raw = stream.readline(limit + 1)
+        if not raw:
+            return
+        number += 1
+        consumed = len(raw)
+        if consumed > limit and not raw.endswith(b"\n"):
+            head = raw[:LONG_LINE_KEPT]
+            del raw
+            if not skip_long:
+                yield number, LongLine(head, consumed, limit), consumed
+                return
+            while True:  # the rest of the line, a chunk at a time
+                chunk = stream.readline(limit)
+                consumed += len(chunk)
+                if not chunk or chunk.endswith(b"\n"):
+                    break
+            yield number, LongLine(head, consumed - (1 if chunk.endswith(b"\n") else 0), limit), consumed
+            continue
+        line = raw.rstrip(b"\r\n")
+        if line.strip():
+            yield number, line, consumed
