@@ -77,6 +77,11 @@ def read_topic(bootstrap: str, topic: str, *, idle: float = 1.0, timeout: float 
     """
     from kafka import KafkaConsumer, TopicPartition
 
+    from streams.settings import unreachable
+
+    why = unreachable(bootstrap)
+    if why is not None:
+        raise SinkError(f"cannot reach Kafka at {bootstrap}: {why}")
     try:
         consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
                                  auto_offset_reset="earliest", client_id="leadflow-report",

@@ -184,9 +184,14 @@ def ensure_topics(
     """
     from kafka.admin import KafkaAdminClient
 
+    from streams.settings import unreachable
+
     specs = _as_specs(topics, partitions)
     if not specs:
         return {}
+    why = unreachable(bootstrap)
+    if why is not None:
+        raise TopicError(f"cannot reach broker {bootstrap}: {why}")
     extra = dict(client_kwargs or {})
     if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 2.1: else 30 s
         extra.setdefault("bootstrap_timeout_ms", timeout_ms)
