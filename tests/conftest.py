@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import re
+import subprocess
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -130,3 +132,26 @@ def fake_registry() -> Iterator["FakeRegistry"]:
         yield registry
     finally:
         registry.stop()
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Factory: ``tmpfs("2m")`` mounts a tmpfs of that size (``ro=True``: read-only) on a fresh
+    directory under ``tmp_path`` and returns it; every mount is undone after the test. Needs root,
+    as ``make test`` runs here: a small real filesystem is how a full disk is tested."""
+    mounted: list[Path] = []
+
+    def mount(size: str = "2m", *, ro: bool = False) -> Path:
+        target = tmp_path / f"tmpfs-{len(mounted)}"
+        target.mkdir()
+        options = f"size={size}" + (",ro" if ro else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                              capture_output=True, text=True, timeout=30)
+        if done.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs on {target} (root needed): {done.stderr.strip()}")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in reversed(mounted):
+        subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=30)
