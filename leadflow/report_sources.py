@@ -77,7 +77,7 @@ def read_topic(bootstrap: str, topic: str, *, idle: float = 1.0, timeout: float 
     """
     from kafka import KafkaConsumer, TopicPartition
 
-    from streams.settings import unreachable
+    from streams.topics import unreachable
 
     why = unreachable(bootstrap)
     if why is not None:

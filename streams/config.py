@@ -357,7 +357,7 @@ def parse_option(name: str, value: str) -> Any:
     try:
         return option.parse(value)
     except _Bad as bad:
-        shown = MASK if option.secret else redact_url(value)
+        shown = MASK if option.secret else excerpt(redact_url(value))
         raise ConfigError(f"{shown!r}: {bad}") from None
 
 

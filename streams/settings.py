@@ -57,34 +57,6 @@ def parse_bootstrap(value: str) -> str:
     return ",".join(servers)
 
 
-#: How long ``unreachable`` waits for a TCP connection to one bootstrap server.
-PROBE_SECONDS = 2.0
-
-
-def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
-    """Why no server of ``bootstrap`` takes a TCP connection (refused, unknown host, no answer within
-    ``timeout``), or None when one does. Every command asks this first: the Kafka clients retry a
-    refused bootstrap for 10-30 s before they say so."""
-    import socket
-
-    reasons = []
-    servers = parse_bootstrap(bootstrap).split(",")
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return None
-        except socket.gaierror as exc:
-            reasons.append(f"{server}: unknown host ({exc.strerror})")
-        except TimeoutError:
-            reasons.append(f"{server}: no answer within {timeout:g} s")
-        except OSError as exc:
-            reasons.append(f"{server}: {(exc.strerror or str(exc)).lower()}")
-    if len(servers) == 1:
-        return reasons[0].partition(": ")[2]
-    return "; ".join(reasons)
-
-
 GENERAL: dict[str, Any] = {
     "processing_guarantee": "at_least_once",
     "broker_commit_interval": 1.0,

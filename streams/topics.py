@@ -149,6 +149,36 @@ class Topics:
         return dataclasses.replace(self, tables=(*self.tables, *tables))
 
 
+#: How long ``unreachable`` waits for a TCP connection to one bootstrap server.
+PROBE_SECONDS = 2.0
+
+
+def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
+    """Why no server of ``bootstrap`` takes a TCP connection (refused, unknown host, no answer within
+    ``timeout``), or None when one does. Every command asks this first: the Kafka clients retry a
+    refused bootstrap for 10-30 s before they say so."""
+    import socket
+
+    reasons = []
+    servers = [server.strip() for server in bootstrap.split(",")]
+    for server in servers:
+        host, _, port = server.rpartition(":")
+        if not port.isdigit():
+            return None  # not host:port: the Kafka client says what is wrong with it
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return None
+        except socket.gaierror as exc:
+            reasons.append(f"{server}: unknown host ({exc.strerror})")
+        except TimeoutError:
+            reasons.append(f"{server}: no answer within {timeout:g} s")
+        except OSError as exc:
+            reasons.append(f"{server}: {(exc.strerror or str(exc)).lower()}")
+    if len(servers) == 1:
+        return reasons[0].partition(": ")[2]
+    return "; ".join(reasons)
+
+
 def _as_specs(topics: Topics | Iterable[str | TopicSpec], partitions: int | None) -> list[TopicSpec]:
     if isinstance(topics, Topics):
         return list(topics.specs(partitions))
@@ -183,8 +213,6 @@ def ensure_topics(
     ``streams.config.kafka_python_kwargs``.
     """
     from kafka.admin import KafkaAdminClient
-
-    from streams.settings import unreachable
 
     specs = _as_specs(topics, partitions)
     if not specs:

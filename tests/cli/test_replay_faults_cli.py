@@ -212,11 +212,13 @@ def test_report_on_a_missing_sqlite_database_creates_nothing(tmp_path: Path) -> 
 
 
 def test_a_database_at_a_newer_schema_is_refused_by_report_and_by_replay_before_any_output(tmp_path: Path) -> None:
+    from sinks.sql import MIGRATIONS
+
     url = _schema_version(tmp_path / "future.db", 99)
     report = leadflow("report", url)
     assert report.returncode == 2
     assert report.stderr.decode().splitlines() == [
-        f"leadflow report: {url}: schema version 99 is newer than this leadflow knows (3); "
+        f"leadflow report: {url}: schema version 99 is newer than this leadflow knows ({len(MIGRATIONS)}); "
         "use the leadflow that wrote it, or a newer one"]
     out = tmp_path / "out"
     before = complete_output(out)
