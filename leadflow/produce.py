@@ -210,7 +210,8 @@ def run(file: str, broker: str | None = None) -> dict[str, int]:
               + (f" ({per_topic})" if per_topic else ""))
         if sent.too_long:
             lines = ", ".join(str(n) for n in sent.too_long[:5]) + (", …" if len(sent.too_long) > 5 else "")
-            raise ProduceError(f"{len(sent.too_long):,} lines over {jsonlines.MAX_LINE_BYTES:,} bytes "
+            count = len(sent.too_long)
+            raise ProduceError(f"{count:,} line{'s' if count > 1 else ''} over {jsonlines.MAX_LINE_BYTES:,} bytes "
                                f"not sent (line {lines})")
         return counts
     finally:

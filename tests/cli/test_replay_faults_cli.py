@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -59,6 +60,16 @@ def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen, t
         time.sleep(0.02)
 
 
+def finish(proc: subprocess.Popen, timeout: float = 60) -> bytes:
+    """Standard error of ``proc`` once it ended; killed (and the test failed) if it does not end in time."""
+    try:
+        return proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"the command did not end within {timeout} s")
+
+
 def writing(directory: Path) -> Callable[[], bool]:
     """True once the run's temporary lifecycle file has records in it."""
     def check() -> bool:
@@ -74,7 +85,7 @@ def test_a_signal_mid_run_stops_cleanly_with_128_plus_the_signal_and_the_previou
     proc = start_replay(str(big_input), "--out", str(out), "--no-show")
     wait_for(writing(out), "records written", proc)
     proc.send_signal(sig)
-    _, err = proc.communicate(timeout=60)
+    err = finish(proc)
     assert proc.returncode == 128 + sig, err
     assert err.decode().splitlines() == [f"leadflow: stopped by {sig.name}"]
     assert contents(out) == before                      # no temporary file, no lock, nothing changed
@@ -93,7 +104,7 @@ def test_a_second_run_on_the_same_directory_is_refused_naming_the_first(big_inpu
             f"leadflow: {out} is in use by pid {first.pid} (another leadflow replay writes there)"]
     finally:
         first.send_signal(signal.SIGINT)
-        first.communicate(timeout=60)
+        finish(first)
     assert first.returncode == 130
     assert contents(out) == {}
 
@@ -182,10 +193,14 @@ def test_report_on_a_2_gb_sparse_file_stays_small(tmp_path: Path) -> None:
     manifest["files"]["lifecycle.jsonl"]["bytes"] = size
     (out / "manifest.json").write_text(json.dumps(manifest))
     command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leadflow"]
-    proc = subprocess.Popen([*command, "report", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    err = proc.stderr.read()
-    proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen([*command, "report", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    watchdog = threading.Timer(120, proc.kill)
+    watchdog.start()
+    try:
+        err = proc.stderr.read()
+        _, status, usage = os.wait4(proc.pid, 0)      # wait4: the child's own peak memory
+    finally:
+        watchdog.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 2, err
     assert err.decode().splitlines() == [
