@@ -53,7 +53,7 @@ def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen, t
     deadline = time.monotonic() + timeout
     while not condition():
         if proc.poll() is not None:
-            pytest.fail(f"the replay ended ({proc.returncode}) before {what}: {proc.stderr.read().decode()}")
+            pytest.fail(f"the command ended ({proc.returncode}) before {what}: {proc.stderr.read().decode()}")
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"no {what} within {timeout} s")
@@ -91,6 +91,27 @@ def test_a_signal_mid_run_stops_cleanly_with_128_plus_the_signal_and_the_previou
     assert contents(out) == before                      # no temporary file, no lock, nothing changed
     report = leadflow("report", str(out))
     assert report.returncode == 0 and b"60 leads" in report.stdout, report.stderr
+
+
+def test_sigterm_stops_a_report_like_sigint(big_input: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    done = leadflow("replay", str(big_input), "--out", str(out), "--no-show")
+    assert done.returncode == 0, done.stderr
+    command = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leadflow"]
+    proc = subprocess.Popen([*command, "report", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def reading() -> bool:
+        try:
+            return any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == str(out / "lifecycle.jsonl")
+                       for fd in os.listdir(f"/proc/{proc.pid}/fd"))
+        except OSError:
+            return False
+
+    wait_for(reading, "the report reading lifecycle.jsonl", proc)
+    proc.send_signal(signal.SIGTERM)
+    err = finish(proc)
+    assert proc.returncode == 143, err
+    assert err.decode().splitlines() == ["leadflow: stopped by SIGTERM"]
 
 
 def test_a_second_run_on_the_same_directory_is_refused_naming_the_first(big_input: Path, tmp_path: Path) -> None:

