@@ -8,8 +8,8 @@
   by ``manifest.json`` (:data:`MANIFEST`), with SIGINT, SIGTERM and SIGHUP held back meanwhile. A
   failed or interrupted run deletes its temporary files and leaves the previous output as it was.
 - **The manifest** says what a complete output is: per file its lines, bytes and SHA-256, the
-  inputs, the policy file, ``--until``, when the run completed and the leadflow version (and the
-  policy's ``policy_version`` once policies carry one). ``leadflow report`` refuses a directory
+  inputs, the policy file and its ``policy_version``, ``--until``, when the run completed and the
+  leadflow version. ``leadflow report`` refuses a directory
   without one, or whose files differ from it (:func:`read_manifest`, :class:`CheckedFile`).
 - **No symlink is followed** for a file written: temporary files are created with
   ``O_EXCL | O_NOFOLLOW`` and renamed over whatever had the final name, a symlink included.

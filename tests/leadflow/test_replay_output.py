@@ -117,6 +117,7 @@ def test_replay_into_a_path_commits_and_the_report_reads_it_back(tmp_path: Path)
     replay([Source(str(source))], tmp_path / "out", Policy(), until=1772445600000)
     manifest = read_manifest(tmp_path / "out")
     assert manifest["inputs"] == [str(source)] and manifest["until"] == "2026-03-02T10:00:00.000Z"
+    assert manifest["policy_version"] == Policy().policy_version
     assert manifest["files"]["dlq.jsonl"]["lines"] == 1
     assert [n for n, _ in CheckedFile(tmp_path / "out", "lifecycle.jsonl", manifest).lines()] == [1, 2]
 
