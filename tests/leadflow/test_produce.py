@@ -21,6 +21,8 @@ from leadflow.broker import EmbeddedBroker
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = Path(sys.executable).with_name("leadflow")
 COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "leadflow"]
+pytestmark = pytest.mark.kafka   # every test here needs a real broker, the session's or its own
+
 EVENT = (b'{"event_id":"e%d","event_type":"form_fill","lead_id":"L%d","occurred_at":"2026-03-02T10:00:00Z",'
          b'"form_type":"webinar"}\n')
 

@@ -53,6 +53,7 @@ def test_the_policy_option_wins_over_leadflow_policy(kafka_broker: EmbeddedBroke
     assert f"policy {chosen}" in banner and str(other) not in banner
 
 
+@pytest.mark.kafka
 def test_without_a_broker_the_worker_warns_that_the_embedded_one_keeps_nothing(tmp_path: Path) -> None:
     log = tmp_path / "worker.log"
     env = {k: v for k, v in os.environ.items() if k != "LEADFLOW_BROKER"}
