@@ -44,8 +44,10 @@ def test_ensure_topics_creates_every_topic_of_a_deployment(bootstrap: str, uniqu
     app = unique_name("app")
     topics = Topics.prefixed(app, tables=("leads", "timers"), partitions=3)
     counts = ensure_topics(bootstrap, topics)
-    assert set(counts) == {*topics.inputs, *topics.outputs, *topics.internal, *topics.changelogs}
-    assert set(counts.values()) == {3}
+    assert set(counts) == {*topics.inputs, *topics.outputs, *topics.internal, *topics.changelogs, topics.policy}
+    assert {name: n for name, n in counts.items() if name != topics.policy} == dict.fromkeys(
+        {*topics.inputs, *topics.outputs, *topics.internal, *topics.changelogs}, 3)
+    assert counts[topics.policy] == 1  # one record, read whole by every worker
     assert topics.changelogs == changelog_topics(app, ["leads", "timers"]) == (
         f"{app}-leads-changelog", f"{app}-timers-changelog")
     assert all(s.config == {"cleanup.policy": "compact"}
