@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import stat
 import sys
-import threading
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -24,11 +23,18 @@ from lifecycle.processor import Processor, Tally
 from lifecycle.records import DlqRecord, LifecycleRecord, Record
 from schemas.codec import decode_json, dlq_record
 from schemas.wire import record_json
-from sinks.base import FanOut, Sink, deliver
+from sinks.base import FanOut, Position, Sink, SinkError
+from sinks.checkpoint import Checkpoint
 
 OUTPUT_FILES = ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl")
-#: Held while a line is appended to dlq.jsonl: the replay loop and a sink's threads both write it.
-_DLQ_LOCK = threading.Lock()
+#: a sink's store that fails this long (seconds, retried with back-off) ends the replay with an error
+SINK_GIVE_UP_AFTER = 60.0
+#: the webhook in a replay: total deadline per request, attempts per alert, and how long the
+#: endpoint may fail before every alert left is dead-lettered (``webhook_failed``) at once, so a
+#: replay against a webhook that never answers ends within about WEBHOOK_GIVE_UP_AFTER + WEBHOOK_DEADLINE
+WEBHOOK_DEADLINE = 10.0
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_GIVE_UP_AFTER = 20.0
 
 
 @dataclass(frozen=True)
@@ -142,8 +148,13 @@ def replay(
 
     ``watch`` sees the clock before and after every event (``ClockWatch``).
 
-    ``sink`` (SQL, webhook, ...) also gets every record; it is closed, so flushed, before returning,
-    and what it dead-letters (an alert the webhook could not deliver) is appended to ``dlq.jsonl``.
+    ``sink`` (SQL, webhook, ...) also gets every record with its position (file, line), through a
+    ``Checkpoint`` that flushes it before returning. A record a store refuses, and an alert the
+    webhook could not deliver, become dead letters (``sink_refused``, ``webhook_failed``) appended to
+    ``dlq.jsonl`` by this function alone (so no other thread writes the file), and the summary
+    counts them (``dead_letter_counts``); the rest is stored. A store that stays unavailable for
+    ``SINK_GIVE_UP_AFTER`` s raises ``StoreUnavailable``. On an exception (Ctrl-C) the sink is
+    aborted and what it still held is dead-lettered the same way.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     sources = list(sources)
@@ -151,10 +162,17 @@ def replay(
         lifecycle_out, alerts_out, dlq_out = (
             stack.enter_context(open(out_dir / name, "wb")) for name in OUTPUT_FILES
         )
-        # a sink's threads append to dlq.jsonl too (``sinks_for``): this handle appends as they do,
-        # a whole line at a time under the same lock, so no line is cut or written over
-        dlq_out.close()
-        dlq_out = stack.enter_context(open(out_dir / OUTPUT_FILES[2], "ab"))
+        checkpoint: Checkpoint | None = None
+        if sink is not None:
+            def dead_letter(record: DlqRecord) -> None:
+                dlq_out.write(record_json(record) + b"\n")
+                if on_record is not None:
+                    on_record(record)
+
+            checkpoint = Checkpoint(sink, dead_letters=dead_letter, give_up_after=SINK_GIVE_UP_AFTER,
+                                    origin="end of input", name="replay", log_each=False)
+            stack.push(_closing(checkpoint))
+        here: Position | None = None
 
         if jobs > 1 and on_record is None and sink is None and processor is None and all(
             source.size() is not None for source in sources
@@ -172,8 +190,8 @@ def replay(
                 target.write(record_json(record) + b"\n")
                 if on_record is not None:
                     on_record(record)
-                if sink is not None:
-                    deliver(sink, record)
+                if checkpoint is not None:
+                    checkpoint.add(record, here)
 
         for source in sources:
             stream = source.open()
@@ -181,18 +199,18 @@ def replay(
                 for number, line, consumed in read_lines(source, stream):
                     if on_progress is not None:
                         on_progress(consumed)
+                    if checkpoint is not None:
+                        here = Position(source.name, None, number)
                     try:
                         event = decode_line(line)
                     except EventError as error:
                         dead = dlq_record(line, None, error, source.name, None, number)
                         processor.reject(error.code)
-                        with _DLQ_LOCK:
-                            dlq_out.write(record_json(dead) + b"\n")
-                            dlq_out.flush()
+                        dlq_out.write(record_json(dead) + b"\n")
                         if on_record is not None:
                             on_record(dead)
-                        if sink is not None:
-                            deliver(sink, dead)
+                        if checkpoint is not None:
+                            checkpoint.add(dead, here)
                         continue
                     before = processor.clock
                     records = processor.submit(event)
@@ -203,10 +221,24 @@ def replay(
             finally:
                 if not source.is_stdin:
                     stream.close()
+        here = None
         write(processor.finish(until))
-    if sink is not None:
-        sink.close()
     return processor.tally
+
+
+def _closing(checkpoint: Checkpoint) -> Callable[..., None]:
+    """Exit callback: close the checkpoint (flush, dead-letter what was refused) while the output
+    files are still open; after an exception (Ctrl-C) abort the sink first and let that exception win."""
+    def close(exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            checkpoint.close()
+            return
+        try:
+            checkpoint.close(abort=True)
+        except SinkError:
+            pass
+
+    return close
 
 
 def dead_letter_counts(out_dir: Path) -> Counter[str]:
@@ -225,20 +257,24 @@ def dead_letter_counts(out_dir: Path) -> Counter[str]:
 
 
 def sinks_for(out_dir: Path, sql_url: str | None, webhook_url: str | None) -> Sink | None:
-    """The sinks chosen on the command line; the webhook's dead letters go to ``dlq.jsonl``."""
+    """The sinks chosen on the command line. What they cannot store, ``replay`` dead-letters to
+    ``dlq.jsonl`` (``out_dir`` is where that file will be)."""
     chosen: list[Sink] = []
     if sql_url:
         from sinks.sql import SqlSink
 
         chosen.append(SqlSink(sql_url))
     if webhook_url:
-        from sinks.webhook import WebhookSink
+        from sinks.webhook import RetryPolicy, WebhookSink
 
-        def dead_letter(record: DlqRecord) -> None:
-            with _DLQ_LOCK, open(out_dir / "dlq.jsonl", "ab") as dlq_out:
-                dlq_out.write(record_json(record) + b"\n")
-
-        chosen.append(WebhookSink(webhook_url, dead_letters=dead_letter))
+        retry = RetryPolicy(max_retries=WEBHOOK_ATTEMPTS - 1, timeout=WEBHOOK_DEADLINE,
+                            give_up_after=WEBHOOK_GIVE_UP_AFTER)
+        try:
+            chosen.append(WebhookSink(webhook_url, retry=retry))
+        except BaseException:
+            for one in chosen:
+                one.close()
+            raise
     if not chosen:
         return None
     return chosen[0] if len(chosen) == 1 else FanOut(*chosen)
