@@ -250,8 +250,18 @@ class SinkRelay:
                         break
                     delay = min(delay * 2, BACKOFF[1])
                     continue
-                if batch:
+                if not batch:
+                    continue
+                try:
                     self._relay([message for messages in batch.values() for message in messages])
+                except Exception as exc:  # noqa: BLE001 - a bug must not end the relay or skip a batch
+                    self._failures += 1
+                    log.exception("sink relay %s: relaying a batch failed (%s); a new consumer reads it again "
+                                  "from the committed offsets in %.1f s", self.group, exc, delay)
+                    self._close_consumer()
+                    if self._stopping.wait(delay):
+                        break
+                    delay = min(delay * 2, BACKOFF[1])
         finally:
             self._close_sinks()
             self._close_consumer()

@@ -24,7 +24,7 @@ from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, r
 from schemas.codec import bundled_schemas, decode_record, encode_record_avro
 from schemas.registry import RegistryClient
 from schemas.wire import record_json
-from sinks.base import ListSink, Position, StoreUnavailable, record_id
+from sinks.base import ListSink, Position, SinkClosed, StoreUnavailable, record_id
 from sinks.sql import SqlSink
 from sinks.webhook import verify
 from leadflow.broker import EmbeddedBroker, signal_group
@@ -365,6 +365,34 @@ def test_offsets_are_committed_only_once_the_sink_flushed(
     eventually(lambda: again.relayed == len(records), what="records relayed after the store is back")
     assert by_id(up.flushed) == by_id(records)
     assert sum(committed(bootstrap, again.group, topics).values()) == len(records)
+
+
+class FailsOnce(ListSink):
+    """A sink whose first add raises an error no retry rule covers (``SinkClosed``, as a bug would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+    def add(self, record: Record, position: Position | None = None) -> None:
+        if not self.raised:
+            self.raised = True
+            raise SinkClosed("a sink closed under the relay's feet")
+        super().add(record, position)
+
+
+def test_an_unexpected_error_neither_ends_the_relay_nor_skips_the_batch(
+    bootstrap: str, kafka_topics: Callable[..., Topics], relays: Callable[..., SinkRelay]
+) -> None:
+    topics = kafka_topics()
+    records = journey("X1")
+    publish(bootstrap, topics, records)
+    sink = FailsOnce()
+    relay = relays(topics, sink)
+    eventually(lambda: relay.relayed >= len(records), what="every record relayed after the error")
+    assert sink.raised and relay.failures >= 1 and relay.running
+    assert by_id(sink.flushed) == by_id(records)
+    assert sum(committed(bootstrap, relay.group, topics).values()) == len(records)
 
 
 # -- (f) a batch that fails part way; a broker that cannot be reached ------------------------------
