@@ -28,12 +28,24 @@ from lifecycle.processor import Processor, Tally
 from lifecycle.records import DlqRecord, LifecycleRecord, Record
 from schemas.codec import decode_json, dlq_record
 from schemas.wire import record_json
-from sinks.base import FanOut, Sink, deliver
+from sinks.base import FanOut, Position, Sink, SinkError
+from sinks.checkpoint import Checkpoint
 
 
 
 class InputError(LeadflowError):
     """An input file could not be read; the message names it."""
+
+#: a sink's store that fails this long (seconds, retried with back-off) ends the replay with an error
+SINK_GIVE_UP_AFTER = 60.0
+#: the webhook in a replay: total deadline per request, attempts per alert, and how long the
+#: endpoint may fail before every alert left is dead-lettered (``webhook_failed``) at once, so a
+#: replay against a webhook that never answers ends within about WEBHOOK_GIVE_UP_AFTER + WEBHOOK_DEADLINE
+WEBHOOK_DEADLINE = 10.0
+WEBHOOK_ATTEMPTS = 4
+WEBHOOK_GIVE_UP_AFTER = 20.0
+#: an interrupted replay discards its files, except the sinks' dead letters, written here
+INTERRUPTED_DLQ = "dlq.interrupted.jsonl"
 
 
 @dataclass(frozen=True)
@@ -155,10 +167,14 @@ def replay(
 
     ``watch`` sees the clock before and after every event (``ClockWatch``).
 
-    ``sink`` (SQL, webhook, ...) also gets every record; it is closed, so flushed, before the files
-    are put in place, and what it dead-letters (an alert the webhook could not deliver) is appended
-    to ``dlq.jsonl`` (``OutputFile.write`` takes whole lines from any thread). A run that fails or
-    is interrupted leaves the directory as it was.
+    ``sink`` (SQL, webhook, ...) also gets every record with its position (file, line), through a
+    ``Checkpoint`` that flushes it before the files are put in place. A record a store refuses, and
+    an alert the webhook could not deliver, become dead letters (``sink_refused``,
+    ``webhook_failed``) appended to ``dlq.jsonl`` by this function alone, and the summary counts
+    them (``dead_letter_counts``); the rest is stored. A store that stays unavailable for
+    ``SINK_GIVE_UP_AFTER`` s raises ``StoreUnavailable``. On an exception (Ctrl-C) the sink is
+    aborted and what it still held is dead-lettered the same way. A run that fails or is
+    interrupted leaves the directory as it was.
     """
     sources = list(sources)
     with ExitStack() as stack:
@@ -167,6 +183,22 @@ def replay(
 
         def commit() -> None:
             output.commit([source.name for source in sources], until, getattr(policy, "policy_version", None))
+
+        checkpoint: Checkpoint | None = None
+        if sink is not None:
+            sink_dead: list[bytes] = []  # kept apart too: an interrupted run publishes only these
+
+            def dead_letter(record: DlqRecord) -> None:
+                line = record_json(record) + b"\n"
+                dlq_out.write(line)
+                sink_dead.append(line)
+                if on_record is not None:
+                    on_record(record)
+
+            checkpoint = Checkpoint(sink, dead_letters=dead_letter, give_up_after=SINK_GIVE_UP_AFTER,
+                                    origin="end of input", name="replay", log_each=False)
+            stack.push(_aborting(checkpoint, output.path / INTERRUPTED_DLQ, sink_dead))
+        here: Position | None = None
 
         if jobs > 1 and on_record is None and sink is None and processor is None and all(
             source.size() is not None for source in sources
@@ -186,8 +218,8 @@ def replay(
                 target.write(record_json(record) + b"\n")
                 if on_record is not None:
                     on_record(record)
-                if sink is not None:
-                    deliver(sink, record)
+                if checkpoint is not None:
+                    checkpoint.add(record, here)
 
         for source in sources:
             stream = source.open()
@@ -195,6 +227,8 @@ def replay(
                 for number, line, consumed in read_lines(source, stream):
                     if on_progress is not None:
                         on_progress(consumed)
+                    if checkpoint is not None:
+                        here = Position(source.name, None, number)
                     try:
                         event = decode_line(line)
                     except EventError as error:
@@ -203,8 +237,8 @@ def replay(
                         dlq_out.write(record_json(dead) + b"\n")
                         if on_record is not None:
                             on_record(dead)
-                        if sink is not None:
-                            deliver(sink, dead)
+                        if checkpoint is not None:
+                            checkpoint.add(dead, here)
                         continue
                     before = processor.clock
                     records = processor.submit(event)
@@ -215,11 +249,36 @@ def replay(
             finally:
                 if not source.is_stdin:
                     stream.close()
+        here = None
         write(processor.finish(until))
-        if sink is not None:
-            sink.close()
+        if checkpoint is not None:
+            checkpoint.close()
         commit()
     return processor.tally
+
+
+def _aborting(checkpoint: Checkpoint, where: Path, dead: list[bytes]) -> Callable[..., None]:
+    """Exit callback: after an exception (Ctrl-C) abort the sink while the output files are still
+    open and let that exception win. The run's files are discarded (an interrupted run leaves the
+    directory as it was), but what the sink could not deliver did happen outside: those dead
+    letters (``webhook_failed``, ``sink_refused``) are written to ``where``, and said on stderr.
+    (A run that completes closes the checkpoint itself, before the files are put in place.)"""
+    def abort(exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        if exc_type is None:
+            return
+        try:
+            checkpoint.close(abort=True)
+        except SinkError:
+            pass
+        if dead:
+            try:
+                where.write_bytes(b"".join(dead))
+                print(f"leadflow: {len(dead)} records the sinks did not take are dead-lettered in {where}",
+                      file=sys.stderr)
+            except OSError as error:
+                print(f"leadflow: cannot write {where}: {error.strerror}", file=sys.stderr)
+
+    return abort
 
 
 def dead_letter_counts(out_dir: Path) -> Counter[str]:
@@ -237,20 +296,25 @@ def dead_letter_counts(out_dir: Path) -> Counter[str]:
     return counts
 
 
-def sinks_for(output: ReplayOutput, sql_url: str | None, webhook_url: str | None) -> Sink | None:
-    """The sinks chosen on the command line; the webhook's dead letters go to ``dlq.jsonl``."""
+def sinks_for(output: ReplayOutput | Path, sql_url: str | None, webhook_url: str | None) -> Sink | None:
+    """The sinks chosen on the command line. What they cannot store, ``replay`` dead-letters to
+    ``dlq.jsonl`` of the output."""
     chosen: list[Sink] = []
     if sql_url:
         from sinks.sql import SqlSink
 
         chosen.append(SqlSink(sql_url))
     if webhook_url:
-        from sinks.webhook import WebhookSink
+        from sinks.webhook import RetryPolicy, WebhookSink
 
-        def dead_letter(record: DlqRecord) -> None:
-            output.dead_letter(record_json(record) + b"\n")
-
-        chosen.append(WebhookSink(webhook_url, dead_letters=dead_letter))
+        retry = RetryPolicy(max_retries=WEBHOOK_ATTEMPTS - 1, timeout=WEBHOOK_DEADLINE,
+                            give_up_after=WEBHOOK_GIVE_UP_AFTER)
+        try:
+            chosen.append(WebhookSink(webhook_url, retry=retry))
+        except BaseException:
+            for one in chosen:
+                one.close()
+            raise
     if not chosen:
         return None
     return chosen[0] if len(chosen) == 1 else FanOut(*chosen)

@@ -3,10 +3,12 @@
 kafka-python producer with ``acks="all"`` (a record counts as written once every in-sync replica has
 it; ``acks=0`` is refused). ``add`` is asynchronous; when the producer's buffer is full ``send`` would
 block, so ``max_block_ms`` is short and the timeout becomes ``SinkFull``. ``flush`` waits for every
-send and raises ``SinkError`` for the first one that failed, keeping the failed records for the next
-``flush``. Record types absent from ``topics`` are
-skipped (an alerts-only sink maps only ``AlertRecord``). ``encode`` turns a record into its value
-(default: the JSON wire form; the worker passes its ``LEADFLOW_FORMAT`` encoder).
+send. A record Kafka refuses for what it is (larger than ``max_request_size`` or the broker's limit,
+an invalid or corrupt record) is raised as ``RecordRejected``; any other failure (broker down or
+unreachable, timeouts, leadership changes) as ``StoreUnavailable``, keeping the failed records:
+the next ``flush`` sends them again. Record types absent from ``topics`` are skipped (an
+alerts-only sink maps only ``AlertRecord``). ``encode`` turns a record into its value (default: the
+JSON wire form; the worker passes its ``LEADFLOW_FORMAT`` encoder).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, RecordType, record_key
 from schemas.wire import record_json
-from sinks.base import Sink, SinkClosed, SinkError, SinkFull
+from sinks.base import Position, RecordRejected, Rejection, Sink, SinkClosed, SinkFull, StoreUnavailable
 
 DEFAULT_TOPICS: Mapping[RecordType, str] = {
     LifecycleRecord: "lead.lifecycle",
@@ -25,9 +27,13 @@ DEFAULT_TOPICS: Mapping[RecordType, str] = {
 }
 
 
-def topics_of(topics: Any) -> dict[RecordType, str]:
-    """The mapping for a ``streams.topics.Topics`` settings object."""
-    return {LifecycleRecord: topics.lifecycle, AlertRecord: topics.alerts, DlqRecord: topics.dlq}
+def record_fault(exc: BaseException) -> bool:
+    """True when Kafka refuses the record itself (too large, invalid, corrupt): sending it again
+    can never work. Everything else is the broker's or the network's: retry."""
+    from kafka import errors
+
+    return isinstance(exc, (errors.MessageSizeTooLargeError, errors.InvalidRecordError,
+                            errors.CorruptRecordError, errors.RecordListTooLargeError))
 
 
 class KafkaSink(Sink):
@@ -44,9 +50,10 @@ class KafkaSink(Sink):
         self._config = dict(bootstrap_servers=bootstrap, acks=acks, linger_ms=linger_ms,
                             max_block_ms=max_block_ms, client_id=client_id, **producer_config)
         self._producer: Any = self._connect()
-        self._futures: list[tuple[Record, Any]] = []
+        self._futures: list[tuple[Record, Position | None, Any]] = []
         #: records a failed flush did not write; the next flush sends them again
-        self._unsent: list[Record] = []
+        self._unsent: list[tuple[Record, Position | None]] = []
+        self._rejected: list[Rejection] = []
         self.closed = False
 
     def _connect(self) -> Any:
@@ -55,9 +62,9 @@ class KafkaSink(Sink):
         try:
             return KafkaProducer(**self._config)
         except Exception as exc:
-            raise SinkError(f"cannot connect a producer to {self.bootstrap}: {exc}") from exc
+            raise StoreUnavailable(f"cannot connect a producer to {self.bootstrap}: {exc}") from exc
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, position: Position | None = None) -> None:
         if self.closed:
             raise SinkClosed("add on a closed KafkaSink")
         topic = self.topics.get(type(record))
@@ -67,37 +74,61 @@ class KafkaSink(Sink):
         from kafka.errors import KafkaTimeoutError
 
         if self._producer is None:
-            self._producer = self._connect()
+            try:
+                self._producer = self._connect()
+            except StoreUnavailable:
+                self._unsent.append((record, position))   # the next flush says so
+                return
         try:
             future = self._producer.send(topic, key=key.encode() if key is not None else None,
                                          value=self.encode(record))
         except KafkaTimeoutError as exc:
             raise SinkFull(self.max_block_ms / 1000, f"producer buffer full or no metadata for {topic}") from exc
-        self._futures.append((record, future))
+        except Exception as exc:  # noqa: BLE001 - classified: the record's fault, or kept for the flush
+            if record_fault(exc):
+                self._rejected.append(Rejection(record, position, f"{type(exc).__name__}: {exc}"))
+            else:
+                self._unsent.append((record, position))
+            return
+        self._futures.append((record, position, future))
 
     def flush(self) -> None:
-        """Wait for every record added; ``SinkError`` if some were not written. Those are kept and
-        sent again by the next ``flush``, so a caller that retries a failed flush loses nothing."""
+        """Wait for every record added: ``RecordRejected`` for those Kafka refuses,
+        ``StoreUnavailable`` if others were not written. Those are kept and sent again by the next
+        ``flush``, so a caller that retries a failed flush loses nothing."""
         if self.closed:
             raise SinkClosed("flush on a closed KafkaSink")
+        if self._producer is None and (self._unsent or self._futures):
+            self._producer = self._connect()     # StoreUnavailable: everything stays queued
         while self._unsent:
-            self.add(self._unsent[0])   # SinkFull leaves the rest queued for the next try
+            record, position = self._unsent[0]
+            self.add(record, position)   # SinkFull leaves the rest queued for the next try
             del self._unsent[0]
-        if self._producer is None:
-            return
-        self._producer.flush()
+        if self._producer is not None:
+            self._producer.flush()
         futures, self._futures = self._futures, []
-        failed = [(record, f) for record, f in futures if f.failed()]
+        failed = []
+        for record, position, future in futures:
+            if not future.failed():
+                continue
+            if record_fault(future.exception):
+                self._rejected.append(Rejection(record, position, f"{type(future.exception).__name__}: "
+                                                                 f"{future.exception}"))
+            else:
+                failed.append((record, position, future.exception))
         if failed:
-            self._unsent = [record for record, _ in failed]
-            exc = failed[0][1].exception
+            self._unsent.extend((record, position) for record, position, _ in failed)
+            exc = failed[0][2]
             # kafka-python can leave a partition muted for good after it expired a batch in flight
             # (seen against a broker that came back): the retry goes through a new producer, made
             # when next needed (the broker may still be away now).
             self._producer.close(timeout=0)
             self._producer = None
-            raise SinkError(f"{len(failed)} of {len(futures)} records not written (kept for the next "
-                            f"flush): {exc}") from exc
+            raise StoreUnavailable(f"{len(failed)} of {len(futures)} records not written to {self.bootstrap} "
+                                   f"(kept for the next flush): {exc}") from exc
+        if self._rejected:
+            rejected, self._rejected = self._rejected, []
+            raise RecordRejected(rejected)
 
     def _release(self) -> None:
         if self._producer is not None:

@@ -11,7 +11,18 @@ Tables (created and migrated by the sink: ``schema_version`` + the ordered ``MIG
 
 Times are epoch milliseconds (BIGINT), as in ``lifecycle.records``. Writes are idempotent (``ON
 CONFLICT DO NOTHING`` / guarded upsert) and batched: ``add`` buffers, ``flush`` writes the buffer with
-one ``executemany`` per table inside ONE transaction, and ``add`` flushes by itself at ``batch_size``.
+one ``executemany`` per table inside ONE transaction, and ``add`` flushes by itself at ``batch_size``
+(what that flush finds is reported by the next ``flush``).
+
+Failures are the driver's, mapped (``classify``) the way eventsourcing's ``DataError`` /
+``OperationalError`` split them: a value the database will not take (PostgreSQL: a NUL in text, an
+integer out of range; SQLite: an integer beyond 64 bits, a string or blob too big; either: a
+constraint) is the record's fault. Then the batch is written again one record at a time, each under
+a savepoint, in one transaction: the refused records are dropped and raised as ``RecordRejected``,
+the rest is committed. Anything else (database down, locked, read-only, disk full, a dropped
+connection) is the store's: the transaction is rolled back, the buffer kept, ``StoreUnavailable``
+raised, and the next flush reconnects if it must. An error nobody recognises counts as the store's,
+so no record is ever given up on a guess.
 
 URLs: ``sqlite:///relative/or/absolute/path.db`` (``sqlite:///:memory:`` too) or
 ``postgresql://user@host:port/db`` — any libpq URI; pick a schema with
@@ -34,7 +45,17 @@ from typing import Any, Final
 from lifecycle.errors import ConfigError
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record
 from schemas.secrets import redact_text, redact_url
-from sinks.base import Sink, SinkClosed, SinkError, record_id
+from sinks.base import (
+    Position,
+    RecordRejected,
+    Rejection,
+    Sink,
+    SinkClosed,
+    SinkError,
+    SinkFull,
+    StoreUnavailable,
+    record_id,
+)
 
 DEFAULT_BATCH_SIZE: Final = 1000
 
@@ -266,9 +287,39 @@ def _dialect_of(url: str) -> Dialect:
     raise SinkError(f"unsupported SQL URL {redact_url(url)!r}: use sqlite:///PATH or postgresql://...")
 
 
+#: SQLite result codes that mean "this record": too big, a constraint, a type or a range refused
+_SQLITE_RECORD_FAULTS: Final = ("SQLITE_TOOBIG", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_RANGE")
+
+
+def classify(exc: BaseException) -> type[RecordRejected] | type[StoreUnavailable]:
+    """Whose fault ``exc`` is: the record's (``RecordRejected``) or the store's (``StoreUnavailable``).
+
+    The record's: PostgreSQL ``DataError`` (NUL in text, numeric out of range, bad encoding) and
+    ``IntegrityError`` (a constraint); SQLite's too-big / constraint / mismatch / range codes; and
+    a value the driver cannot convert (``OverflowError``: an integer beyond 64 bits for SQLite).
+    Everything else — connection refused or lost, locks, timeouts, read-only, disk full, a table
+    that is gone, an error we do not know — is the store's: retried, never given up on.
+    """
+    if isinstance(exc, (OverflowError, UnicodeError)):
+        return RecordRejected
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name.startswith(_SQLITE_RECORD_FAULTS) or isinstance(exc, sqlite3.IntegrityError):
+            return RecordRejected
+        return StoreUnavailable
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        return StoreUnavailable
+    if isinstance(exc, (psycopg.DataError, psycopg.IntegrityError)):
+        return RecordRejected
+    return StoreUnavailable
+
+
 def connect(url: str, *, read_only: bool = False) -> tuple[Dialect, Any]:
-    """A DB-API connection for ``url`` (autocommit off; the caller commits). ``read_only``: a
-    SQLite file is opened, never created (``mode=ro``); a PostgreSQL session is read-only."""
+    """A DB-API connection for ``url`` (autocommit off; the caller commits); ``StoreUnavailable``
+    when the database cannot be reached or opened. ``read_only``: a SQLite file is opened, never
+    created (``mode=ro``); a PostgreSQL session is read-only."""
     dialect = _dialect_of(url)
     if read_only and dialect is SQLITE:
         path = url.removeprefix("sqlite:///")
@@ -294,7 +345,7 @@ def connect(url: str, *, read_only: bool = False) -> tuple[Dialect, Any]:
         # raised outside this block so that no exception chain keeps the original
         problem = f"cannot connect to {redact_url(url)}: {redact_text(str(exc), url)}"
         missing = "does not exist" in str(exc)  # PostgreSQL: database "x" does not exist
-    raise (SchemaError if missing else SinkError)(problem)
+    raise (SchemaError if missing else StoreUnavailable)(problem)
 
 
 def schema_version(conn: Any, dialect: Dialect) -> int:
@@ -348,7 +399,7 @@ def migrate(conn: Any, dialect: Dialect, migrations: Sequence[Migration] = MIGRA
             conn.commit()
         except Exception as exc:
             conn.rollback()
-            raise SinkError(f"migration {step.version} ({step.description}) failed: {exc}") from exc
+            raise classify(exc)(f"migration {step.version} ({step.description}) failed: {exc}") from exc
         current = step.version
     return current
 
@@ -367,7 +418,8 @@ def _readable_version(conn: Any, dialect: Dialect, url: str, migrations: Sequenc
 
 
 class SqlSink(Sink):
-    """Batched, idempotent writes of every record type; see the module docstring for the tables."""
+    """Batched, idempotent writes of every record type; see the module docstring for the tables
+    and for what a failure means."""
 
     def __init__(self, url: str = "sqlite:///leadflow.db", *, batch_size: int = DEFAULT_BATCH_SIZE,
                  migrations: Sequence[Migration] = MIGRATIONS, read_only: bool = False) -> None:
@@ -390,40 +442,107 @@ class SqlSink(Sink):
         self._sql_alert = _insert_ignoring("lead_alerts", ALERT_COLUMNS, "alert_id", ph)
         self._sql_dlq = _insert_ignoring("dlq_records", DLQ_COLUMNS, "dlq_id", ph)
         self._sql_lead = _upsert_lead(ph)
-        self._buffer: list[Record] = []
+        self._buffer: list[tuple[Record, Position | None]] = []
+        self._rejected: list[Rejection] = []    # found by a flush of ``add``, raised by the next ``flush``
+        self._failing: StoreUnavailable | None = None  # the last flush failed: ``add`` waits for ``flush``
         self.closed = False
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, position: Position | None = None) -> None:
         if self.closed:
             raise SinkClosed("add on a closed SqlSink")
-        self._buffer.append(record)
-        if len(self._buffer) >= self.batch_size:
-            self.flush()
+        if self._failing is not None and len(self._buffer) >= self.batch_size:
+            raise SinkFull(1.0, f"{len(self._buffer)} records wait for a store that failed ({self._failing})")
+        self._buffer.append((record, position))
+        if len(self._buffer) >= self.batch_size and self._failing is None:
+            try:
+                self._write()
+            except StoreUnavailable as exc:
+                self._failing = exc        # kept; ``flush`` tries again and says so
 
     def flush(self) -> None:
+        """Write the buffer; ``RecordRejected`` for what the database refused (the rest is
+        committed), ``StoreUnavailable`` if it failed (the buffer is kept)."""
         if self.closed:
             raise SinkClosed("flush on a closed SqlSink")
-        if not self._buffer:
-            return
-        transitions = [r for r in self._buffer if isinstance(r, LifecycleRecord)]
-        alerts = [alert_row(r) for r in self._buffer if isinstance(r, AlertRecord)]
-        dlq = [dlq_row(r) for r in self._buffer if isinstance(r, DlqRecord)]
-        cur = self._conn.cursor()
+        if self._buffer:
+            try:
+                self._write()
+            except StoreUnavailable as exc:
+                self._failing = exc
+                raise
+        self._failing = None
+        if self._rejected:
+            rejected, self._rejected = self._rejected, []
+            raise RecordRejected(rejected)
+
+    def _write(self) -> None:
+        """The buffer in one transaction; on a record's fault, one record at a time (module docstring)."""
+        count = len(self._buffer)
+        conn = self._connection()
         try:
-            if transitions:
-                cur.executemany(self._sql_transition, [transition_row(r) for r in transitions])
-                # in occurred_at order, so the guarded upsert sees each lead's records in time order
-                ordered = sorted(transitions, key=lambda r: r.occurred_at)
-                cur.executemany(self._sql_lead, [lead_row(r) for r in ordered])
-            if alerts:
-                cur.executemany(self._sql_alert, alerts)
-            if dlq:
-                cur.executemany(self._sql_dlq, dlq)
-            self._conn.commit()
+            self._write_batch(conn.cursor(), [record for record, _ in self._buffer])
+            conn.commit()
         except Exception as exc:
-            self._conn.rollback()
-            raise SinkError(f"writing {len(self._buffer)} records to {redact_url(self.url)} failed: {exc}") from exc
+            self._rollback()
+            if classify(exc) is StoreUnavailable:
+                raise StoreUnavailable(f"writing {count} records to {redact_url(self.url)} failed: {exc}") from exc
+        else:
+            self._buffer.clear()
+            return
+        rejected: list[Rejection] = []
+        cur = conn.cursor()
+        try:
+            if self.dialect is SQLITE:
+                cur.execute("BEGIN")  # else the outermost RELEASE would commit each record alone
+            for record, position in self._buffer:
+                cur.execute("SAVEPOINT leadflow_record")
+                try:
+                    self._write_batch(cur, [record])
+                except Exception as exc:
+                    cur.execute("ROLLBACK TO SAVEPOINT leadflow_record")
+                    if classify(exc) is StoreUnavailable:
+                        raise
+                    rejected.append(Rejection(record, position, f"{type(exc).__name__}: {exc}"))
+                cur.execute("RELEASE SAVEPOINT leadflow_record")
+            conn.commit()
+        except Exception as exc:
+            self._rollback()
+            raise StoreUnavailable(f"writing {count} records one by one to {redact_url(self.url)} failed: "
+                                   f"{exc}") from exc
         self._buffer.clear()
+        self._rejected.extend(rejected)
+
+    def _write_batch(self, cur: Any, records: Sequence[Record]) -> None:
+        transitions = [r for r in records if isinstance(r, LifecycleRecord)]
+        alerts = [alert_row(r) for r in records if isinstance(r, AlertRecord)]
+        dlq = [dlq_row(r) for r in records if isinstance(r, DlqRecord)]
+        if transitions:
+            cur.executemany(self._sql_transition, [transition_row(r) for r in transitions])
+            # in occurred_at order, so the guarded upsert sees each lead's records in time order
+            ordered = sorted(transitions, key=lambda r: r.occurred_at)
+            cur.executemany(self._sql_lead, [lead_row(r) for r in ordered])
+        if alerts:
+            cur.executemany(self._sql_alert, alerts)
+        if dlq:
+            cur.executemany(self._sql_dlq, dlq)
+
+    def _connection(self) -> Any:
+        """The connection; a new one after the store failed (a killed server connection, a
+        database file that was read-only: SQLite would keep it read-only)."""
+        if self._failing is not None or getattr(self._conn, "closed", False) or getattr(self._conn, "broken", False):
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001 - it is broken already
+                pass
+            self.dialect, self._conn = connect(self.url)
+            self._failing = None
+        return self._conn
+
+    def _rollback(self) -> None:
+        try:
+            self._conn.rollback()
+        except Exception:  # noqa: BLE001 - a lost connection: the server rolled back by itself
+            pass
 
     def _release(self) -> None:
         self._conn.close()

@@ -2,9 +2,10 @@
 
 It works like a Kafka Connect sink connector. A kafka-python consumer in its own group
 (``<app_id>.sinks``) reads ``lead.lifecycle``, ``lead.alerts`` and ``lead.dlq`` on a daemon thread.
-It decodes each value back into a record and hands it to the sink, waiting out ``SinkFull``. After
-each polled batch it calls ``sink.flush()``, and only then commits the batch's offsets. Every worker
-of a deployment runs one relay, and the group shares the output partitions among them.
+It decodes each value back into a record and hands it, with its topic, partition and offset, to a
+``sinks.checkpoint.Checkpoint``. After each polled batch the checkpoint flushes the sinks and only
+then commits the batch's offsets. Every worker of a deployment runs one relay, and the group shares
+the output partitions among them.
 
 Why not write to the sinks from the faust agent? Sink I/O (a database transaction, an HTTP POST
 with retries) must never block faust's event loop. Also, an agent's output is final only once
@@ -20,38 +21,25 @@ Delivering a record again does nothing:
   that continues from the stored stage, so a repeat never moves a lead back (``sinks/sql.py``).
 - ``WebhookSink`` sends ``Idempotency-Key: <alert_id>``, so the receiver drops repeats.
 
-**Failures.**
+**Failures** follow the checkpoint's one rule; the adapters say whose fault a failure is:
 
-- A failed flush or add (for example, the database is down) is retried with back-off. The batch
-  stays in the sink's buffer and nothing is committed meanwhile.
-- **A record the store refuses** (PostgreSQL takes no NUL character in text, nor a score beyond
-  INTEGER) fails every flush of its batch. After ``ISOLATE_AFTER`` failed flushes the relay takes
-  the batch apart on a freshly opened sink (``SinkRelay(reopen=...)``; without one, the batch is
-  retried as above): one record per flush. The rule that tells a refused record from a store that
-  is down: a record is refused when it fails alone twice, each time on a fresh sink, **and** a
-  dead letter for it (``sink_refused``: the message's bytes, key, topic, partition and offset, and
-  the store's error) is stored right after. A store that takes that write is up, so the record was
-  at fault. If the dead letter fails too, or no sink can be opened, it is the store: nothing is
-  skipped, and the batch is tried again after the back-off. Refused records are logged and counted
-  (``refused``); a sink without a DLQ table (the webhook) keeps only the log line. Limits: a store
-  that takes some tables' writes and not others (a table dropped) looks like one refusing those
-  records; they are kept in ``dlq_records`` byte for byte, to be replayed. Taking a batch apart
-  hands its alerts to the webhook again (repeats, which ``Idempotency-Key`` drops).
-- Any other error (a schema registry that is down while values are decoded, a failed poll) rewinds
-  the consumer to the first record of the batch in each of its partitions and retries after a
-  back-off. The rewind needs no broker (the offsets are the batch's own), and the relay never
-  polls past a batch it did not rewind; should seeking fail, the consumer is replaced, and a new
-  member starts at the committed offsets.
-- A value that cannot be decoded does not stop the relay. It is logged, counted
-  (``undecodable``) and handed to the sink as a ``DlqRecord`` with the codec's stable error code
-  (``invalid_json``, ``missing_field``, ...), naming its topic, partition and offset. The SQL sink
-  stores it in ``dlq_records``. It is not produced to the DLQ topic: garbage on that topic would
-  come back forever.
-- **Webhook dead letters** (an alert the webhook gave up on, ``webhook_failed``) are logged and
-  produced to the deployment's DLQ topic. They are flushed before the commit, so they reach the
-  other DLQ consumers, and through this relay the SQL sink's ``dlq_records``.
-- Broker calls that could wait forever are bounded (the commit, closing the consumer), so
-  ``stop()`` is honoured while the broker is unreachable.
+- **A record the store refuses** (``RecordRejected``: PostgreSQL takes no NUL in text nor a score
+  beyond INTEGER; a webhook answers 4xx) becomes a dead letter naming its topic, partition and
+  offset (``sink_refused``, or ``webhook_failed`` for the webhook), is logged and counted
+  (``refused``); the rest of the batch is stored and committed. Dead letters go to the SQL sink's
+  ``dlq_records`` and, with a webhook, to the deployment's DLQ topic (flushed before the commit).
+- **A store that is unavailable** (``StoreUnavailable``: database down, locked or full, webhook
+  unreachable or timing out) stops the relay's progress: the flush is retried with back-off, the
+  sinks keep the records, nothing is committed past them and nothing is dead-lettered. The relay
+  never polls past a batch it has not stored, so nothing needs rewinding.
+- A value that cannot be decoded does not stop the relay. It is logged, counted (``undecodable``)
+  and handed to the sink as a ``DlqRecord`` with the codec's stable error code (``invalid_json``,
+  ``missing_field``, ...), naming its topic, partition and offset. The SQL sink stores it in
+  ``dlq_records``. It is not produced to the DLQ topic: garbage on that topic would come back
+  forever. Any other decoding failure (a schema registry that is down) is retried in place.
+- ``stop()`` ends the retries; what was not committed is relayed again by the next relay of the
+  group. Alerts the webhook still holds are dead-lettered as ``webhook_failed`` on the way out.
+  Broker calls that could wait forever are bounded (the commit, closing the consumer).
 
 Values are JSON (the worker's format) or Confluent-framed Avro (magic byte 0, then a 4-byte schema
 id), whose writer schema comes from the worker's ``SchemaLookup`` (the registry, else the bundled
@@ -68,22 +56,19 @@ from typing import Any, Final
 from lifecycle.errors import EventError
 from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, RecordType
 from schemas.codec import SchemaLookup, decode_record, dlq_record
-from sinks.base import Sink, SinkError, deliver
+from sinks.base import SINK_REFUSED, Position, Sink, SinkError
+from sinks.checkpoint import BACKOFF, Checkpoint, Offsets
 from streams.topics import Topics
 
 __all__ = ["SINK_REFUSED", "SinkRelay", "describe_sinks", "group_id", "record_types", "relay_for"]
 
 log = logging.getLogger("leadflow.relay")
 
-#: back-off after a failed flush or batch: doubles from the first value up to the second (seconds)
-RETRY_BACKOFF = (0.5, 30.0)
-#: failed flushes of one batch after which the relay takes it apart, one record at a time
-ISOLATE_AFTER: Final = 3
-#: DLQ error code of a record the store refused (see the module docstring)
-SINK_REFUSED: Final = "sink_refused"
 #: bounds of broker calls that kafka-python would otherwise retry for ever
 COMMIT_TIMEOUT_MS: Final = 30_000
 CLOSE_TIMEOUT_MS: Final = 5_000
+#: seconds ``stop()`` lets the batch in hand finish before it cuts the sinks' work in flight
+STOP_GRACE: Final = 10.0
 
 
 def group_id(topics: Topics) -> str:
@@ -109,10 +94,6 @@ def _group_settings(tansu: bool) -> dict[str, Any]:
             "heartbeat_interval_ms": int(EMBEDDED["broker_heartbeat_interval"] * 1000)}
 
 
-class _Stopped(Exception):
-    """``stop()`` was called while the relay waited for the sink."""
-
-
 Message = Any
 """A kafka-python ``ConsumerRecord``: ``topic``, ``partition``, ``offset``, ``key``, ``value``."""
 
@@ -120,13 +101,9 @@ Message = Any
 class SinkRelay:
     """Output topics -> ``sink``, at least once; see the module docstring.
 
-    The relay owns ``sink`` and ``dead_letters``: ``stop()`` closes both. ``dead_letters`` is
-    where the sink sends what it gives up on (the webhook's DLQ producer). It is flushed after
+    The relay owns ``sink`` and ``dead_letters``: ``stop()`` closes both. ``dead_letters`` is where
+    dead letters go besides the sink itself (the webhook's DLQ producer); it is flushed after
     ``sink`` and before the commit, so the commit also covers the dead letters.
-
-    ``reopen`` opens a fresh sink like ``sink``. A sink whose flush failed still holds the whole
-    batch, so only a fresh one can take the batch apart to find a record the store refuses; the old
-    one is closed. Without ``reopen`` a refused batch is retried until the sink takes it.
     """
 
     def __init__(
@@ -141,7 +118,6 @@ class SinkRelay:
         tansu: bool = False,
         client_kwargs: Mapping[str, Any] | None = None,
         dead_letters: Sink | None = None,
-        reopen: Callable[[], Sink] | None = None,
         max_records: int = 500,
         poll_timeout_ms: int = 200,
     ) -> None:
@@ -149,7 +125,6 @@ class SinkRelay:
         self.topics = topics
         self.sink = sink
         self.dead_letters = dead_letters
-        self.reopen = reopen
         self.sources = tuple(sources if sources is not None else topics.outputs)
         kinds = record_types(topics)
         unknown = [t for t in self.sources if t not in kinds]
@@ -164,12 +139,24 @@ class SinkRelay:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._consumer: Any = None
+        self._checkpoint = Checkpoint(sink, commit=self._commit, dead_letters=dead_letters, stop=self._stopping,
+                                      name=f"sink relay {self.group}")
+        self._committed = False
         # counters (written by the relay thread only)
         self.relayed = 0        # records handed to the sink, flushed and committed (repeats included)
         self.undecodable = 0    # values that did not decode: logged, handed on as DlqRecords
-        self.refused = 0        # records the store refused: logged, stored as sink_refused dead letters
         self.commits = 0        # successful offset commits
-        self.failures = 0       # failed flushes, batches, rewinds and commits (each logged)
+        self._failures = 0      # failed polls, decodes and commits (each logged)
+
+    @property
+    def refused(self) -> int:
+        """Records a sink refused (``RecordRejected``), stored as dead letters."""
+        return sum(self._checkpoint.dead_lettered.values())
+
+    @property
+    def failures(self) -> int:
+        """Failed tries: of a store (each retried), a poll, a decode, a commit."""
+        return self._failures + self._checkpoint.failures
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -188,7 +175,8 @@ class SinkRelay:
         return self
 
     def stop(self, timeout: float = 60.0) -> None:
-        """Finish the batch in hand (flush, commit), close the sinks and the consumer, and join the thread.
+        """Finish the batch in hand (flush, commit) for up to ``STOP_GRACE`` s, then cut what the
+        sinks still do; close the sinks and the consumer, and join the thread.
 
         Anything not committed when this returns is delivered again by the next relay of the group.
         """
@@ -196,7 +184,10 @@ class SinkRelay:
         if self._thread is None:
             self._close_sinks()
             return
-        self._thread.join(timeout)
+        self._thread.join(min(timeout, STOP_GRACE))
+        if self._thread.is_alive():
+            self.sink.abort()
+            self._thread.join(max(0.0, timeout - STOP_GRACE))
         if self._thread.is_alive():
             log.warning("sink relay %s still busy after %.0f s; what it did not commit is relayed again "
                         "on the next start", self.group, timeout)
@@ -242,189 +233,105 @@ class SinkRelay:
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        delay = RETRY_BACKOFF[0]
+        delay = BACKOFF[0]
         try:
             while not self._stopping.is_set():
-                batch: Mapping[Any, Sequence[Message]] = {}
                 try:
+                    if self._consumer is None:
+                        self._consumer = self._connect()
                     batch = self._consumer.poll(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
-                    if batch:
-                        self._relay(batch)
-                    delay = RETRY_BACKOFF[0]
+                    delay = BACKOFF[0]
                 except Exception as exc:  # noqa: BLE001 - the relay outlives any one failure
-                    self.failures += 1
-                    log.error("sink relay %s: %s: %s; the batch again in %.1f s",
-                              self.group, type(exc).__name__, exc, delay)
-                    if self._stopping.wait(delay) or not self._rewind(batch):
+                    self._failures += 1
+                    log.error("sink relay %s: polling: %s: %s; a new consumer in %.1f s (it starts at the "
+                              "committed offsets)", self.group, type(exc).__name__, exc, delay)
+                    self._close_consumer()
+                    if self._stopping.wait(delay):
                         break
-                    delay = min(delay * 2, RETRY_BACKOFF[1])
+                    delay = min(delay * 2, BACKOFF[1])
+                    continue
+                if not batch:
+                    continue
+                try:
+                    self._relay([message for messages in batch.values() for message in messages])
+                except Exception as exc:  # noqa: BLE001 - a bug must not end the relay or skip a batch
+                    self._failures += 1
+                    log.exception("sink relay %s: relaying a batch failed (%s); a new consumer reads it again "
+                                  "from the committed offsets in %.1f s", self.group, exc, delay)
+                    self._close_consumer()
+                    if self._stopping.wait(delay):
+                        break
+                    delay = min(delay * 2, BACKOFF[1])
         finally:
             self._close_sinks()
             self._close_consumer()
 
-    def _relay(self, batch: Mapping[Any, Sequence[Message]]) -> None:
-        records = [(message, self._record(message)) for messages in batch.values() for message in messages]
-        if not self._store(records):
-            return  # stopping before the sink took the batch: commit nothing
-        try:
-            self._consumer.commit(timeout_ms=COMMIT_TIMEOUT_MS)
-        except Exception as exc:  # noqa: BLE001 - e.g. a rebalance meanwhile: the batch comes again
-            self.failures += 1
-            log.warning("sink relay %s: commit failed (%s); %d records will be relayed again",
-                        self.group, exc, len(records))
+    def _relay(self, messages: Sequence[Message]) -> None:
+        """Decode, add with positions, flush, commit (the checkpoint's rule). Returns early, having
+        committed nothing, when stopped."""
+        records = self._decode(messages)
+        if records is None:
             return
-        self.commits += 1
-        self.relayed += len(records)
+        for message, record in zip(messages, records):
+            if not self._checkpoint.add(record, Position(message.topic, message.partition, message.offset)):
+                return
+        self._committed = False
+        if self._checkpoint.commit() and self._committed:
+            self.commits += 1
+            self.relayed += len(messages)
 
-    def _record(self, message: Message) -> Record:
+    def _commit(self, offsets: Offsets) -> None:
+        """The checkpoint's last step: the offsets of what the sinks stored. A failed commit (a
+        rebalance meanwhile) is logged: the records are stored, and come again only if the next
+        commit does not cover them."""
+        from kafka.structs import OffsetAndMetadata, TopicPartition
+
         try:
-            return decode_record(self._kinds[message.topic], message.value, self.lookup)
+            self._consumer.commit(offsets={TopicPartition(topic, partition): OffsetAndMetadata(offset, "", -1)
+                                           for (topic, partition), offset in offsets.items()},
+                                  timeout_ms=COMMIT_TIMEOUT_MS)
+            self._committed = True
+        except Exception as exc:  # noqa: BLE001
+            self._failures += 1
+            log.warning("sink relay %s: commit failed (%s); those records will be relayed again", self.group, exc)
+
+    def _decode(self, messages: Sequence[Message]) -> list[Record] | None:
+        """Every message as a record; a value that holds none becomes a dead letter. Any other
+        failure (the schema registry is down) is retried in place, with back-off; None if stopped."""
+        delay = BACKOFF[0]
+        while True:
+            try:
+                decoded = [self._record(message) for message in messages]
+                break
+            except Exception as exc:  # noqa: BLE001
+                self._failures += 1
+                log.error("sink relay %s: decoding %d values: %s: %s; again in %.1f s, polling nothing meanwhile",
+                          self.group, len(messages), type(exc).__name__, exc, delay)
+                if self._stopping.wait(delay):
+                    return None
+                delay = min(delay * 2, BACKOFF[1])
+        records = []
+        for message, (record, error) in zip(messages, decoded):
+            if error is not None:
+                self.undecodable += 1
+                log.warning("sink relay %s: %s[%d]@%d is not a record (%s: %s); handed on as a dead letter",
+                            self.group, message.topic, message.partition, message.offset, error.code, error.detail)
+            records.append(record)
+        return records
+
+    def _record(self, message: Message) -> tuple[Record, EventError | None]:
+        try:
+            return decode_record(self._kinds[message.topic], message.value, self.lookup), None
         except EventError as error:
-            self.undecodable += 1
-            log.warning("sink relay %s: %s[%d]@%d is not a record (%s: %s); handed on as a dead letter",
-                        self.group, message.topic, message.partition, message.offset, error.code, error.detail)
-            return dlq_record(message.value, message.key, error, message.topic, message.partition, message.offset)
-
-    def _store(self, records: Sequence[tuple[Message, Record]]) -> bool:
-        """Hand ``records`` to the sink and flush it, then the dead letters; retried with back-off
-        until done. True once done, False if stopped first. After ``ISOLATE_AFTER`` failures the
-        batch is taken apart (``_take_apart``)."""
-        delay = RETRY_BACKOFF[0]
-        added = 0
-        failed = 0
-        stored = False  # the sink has the batch: a retry is for the dead letters only
-        while True:
-            try:
-                if stored:
-                    pass
-                elif failed >= ISOLATE_AFTER and self.reopen is not None:
-                    self._take_apart(records)
-                else:
-                    while added < len(records):  # after a failed add, from that record on
-                        if not deliver(self.sink, records[added][1], self._stopping):
-                            return False
-                        added += 1
-                    self.sink.flush()
-                stored = True
-                if self.dead_letters is not None:
-                    self.dead_letters.flush()
-                return True
-            except _Stopped:
-                return False
-            except Exception as exc:  # noqa: BLE001 - SinkError, or a driver error
-                failed += 1
-                self.failures += 1
-                log.error("sink relay %s: storing %d records failed (%s); nothing committed, retrying in %.1f s",
-                          self.group, len(records), exc, delay)
-                if failed == ISOLATE_AFTER and self.reopen is None:
-                    log.error("sink relay %s: no way to reopen %s, so a record it refuses cannot be told "
-                              "apart from the batch; retrying the batch", self.group, describe_sinks(self.sink))
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, RETRY_BACKOFF[1])
-
-    def _take_apart(self, records: Sequence[tuple[Message, Record]]) -> None:
-        """Store ``records`` one per flush, with a ``sink_refused`` dead letter instead of each one
-        the store refuses (the rule: module docstring). Raises when the store itself fails, having
-        skipped nothing, and ``_Stopped`` when stopped first."""
-        self._fresh_sink()
-        for message, record in records:
-            problem = self._store_alone(record)
-            if problem is not None:
-                problem = self._store_alone(record)
-            if problem is None:
-                continue
-            detail = f"{type(problem).__name__}: {problem}".replace("\x00", "\\x00")[:1000]
-            dead = DlqRecord(error=SINK_REFUSED, detail=detail, source_topic=message.topic,
-                             source_partition=message.partition, source_offset=message.offset,
-                             key=None if message.key is None else bytes(message.key),
-                             original=b"" if message.value is None else bytes(message.value))
-            failure = self._store_alone(dead)
-            if failure is not None:
-                raise SinkError(f"the store refused a record, and then a dead letter too ({failure}): "
-                                "it is the store; nothing skipped") from failure
-            self.refused += 1
-            log.error("sink relay %s: %s[%d]@%d refused by the store (%s); stored as a %s dead letter",
-                      self.group, message.topic, message.partition, message.offset, detail, SINK_REFUSED)
-
-    def _store_alone(self, record: Record) -> Exception | None:
-        """Add ``record`` and flush; None once stored, else the error. A sink whose flush failed is
-        closed at once (one more flush: None if that one goes through) and a fresh one opened, so
-        nothing it held is written later. Raises if the store cannot be opened."""
-        if self._stopping.is_set():
-            raise _Stopped
-        try:
-            if not deliver(self.sink, record, self._stopping):
-                raise _Stopped
-            self.sink.flush()
-            return None
-        except _Stopped:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the record, or the store: the caller tells
-            problem: Exception | None = exc
-        try:
-            self.sink.close()
-            problem = None
-        except Exception:  # noqa: BLE001 - expected: it still holds what failed
-            pass
-        self._fresh_sink()
-        return problem
-
-    def _fresh_sink(self) -> None:
-        """Close the sink (its last flush may fail: it holds what the store refused) and open a new
-        one with ``reopen``. Raises if that cannot be opened; the relay then has no sink (None)."""
-        assert self.reopen is not None
-        old, self.sink = self.sink, None
-        if old is not None:
-            try:
-                old.close()
-            except Exception:  # noqa: BLE001 - expected, see above; its resources are released
-                pass
-        self.sink = self.reopen()
-
-    def _rewind(self, batch: Mapping[Any, Sequence[Message]]) -> bool:
-        """Put the consumer back on the first record of ``batch`` in each of its partitions, so the
-        next poll returns the batch again; True once done, False if stopped first.
-
-        The offsets are the batch's own, so the rewind needs no broker: one that cannot be reached
-        neither fails it nor holds up ``stop()``. A partition no longer assigned is skipped: its next
-        owner starts at the committed offset, never past the batch (offsets are committed only
-        after a flush). Should seeking fail, the consumer is replaced: a new member starts at the
-        committed offsets. Retried with back-off until one of the two works; nothing is polled before.
-        """
-        starts = {tp: messages[0].offset for tp, messages in batch.items() if messages}
-        delay = RETRY_BACKOFF[0]
-        while True:
-            try:
-                assigned = self._consumer.assignment()
-                for tp, offset in starts.items():
-                    if tp in assigned:
-                        self._consumer.seek(tp, offset)
-                return True
-            except Exception as exc:  # noqa: BLE001
-                self.failures += 1
-                log.error("sink relay %s: cannot rewind (%s); reconnecting the consumer", self.group, exc)
-            try:
-                self._close_consumer()
-                self._consumer = self._connect()
-                return True
-            except Exception as exc:  # noqa: BLE001
-                self.failures += 1
-                log.error("sink relay %s: cannot reconnect to %s (%s); again in %.1f s, polling nothing meanwhile",
-                          self.group, self.bootstrap, exc, delay)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, RETRY_BACKOFF[1])
+            return dlq_record(message.value, message.key, error, message.topic, message.partition,
+                              message.offset), error
 
     def _close_sinks(self) -> None:
-        for sink in (self.sink, self.dead_letters):
-            if sink is None:
-                continue
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - close every sink; say what was not stored
-                log.error("sink relay %s: closing %r failed (%s); uncommitted records are relayed again "
-                          "on the next start", self.group, sink, exc)
+        try:
+            self._checkpoint.close()   # what is in hand: flushed and committed if the stores take it
+        except Exception as exc:  # noqa: BLE001 - say what was not stored
+            log.error("sink relay %s: closing the sinks failed (%s); uncommitted records are relayed again "
+                      "on the next start", self.group, exc)
 
 
 # -- from the configuration --------------------------------------------------------------------
@@ -452,68 +359,43 @@ def relay_for(settings: Any, bootstrap: str, topics: Topics, *, lookup: SchemaLo
               encode_dlq: Callable[[DlqRecord], bytes] | None = None) -> SinkRelay | None:
     """The relay for ``LEADFLOW_SQL_URL`` / ``LEADFLOW_WEBHOOK_URL`` (``streams.config.Settings``), or None.
 
-    The SQL sink gets all three output topics. The webhook gets the alerts, and its dead letters
-    are produced to the DLQ topic (``_dead_letter_producer``), encoded by ``encode_dlq`` (the
-    worker's output format; default JSON). With only a webhook, only the
-    alerts topic is read. Sinks are opened here (the database migrated, the webhook secret read),
-    so a bad database or a missing secret stops the worker before it starts; the relay may open
-    them again to take apart a batch the store refuses.
+    The SQL sink gets all three output topics. The webhook gets the alerts, and the dead letters
+    are also produced to the DLQ topic, encoded by ``encode_dlq`` (the worker's output format;
+    default JSON). With only a webhook, only the alerts topic is read. Sinks are opened here (the
+    database migrated, the webhook secret read), so a bad database or a missing secret stops the
+    worker before it starts.
     """
     if not settings.sql_url and not settings.webhook_url:
         return None
+    from sinks.base import FanOut
+
     dead_letters: Sink | None = None
-    forward: Callable[[DlqRecord], None] | None = None
-    if settings.webhook_url:
-        dead_letters, forward = _dead_letter_producer(bootstrap, topics, group_id(topics), client_kwargs,
-                                                      encode_dlq)
-
-    def open_sinks() -> Sink:
-        """The configured sinks, opened; also the relay's ``reopen``."""
-        from sinks.base import FanOut
-
-        chosen: list[Sink] = []
-        try:
-            if settings.sql_url:
-                from sinks.sql import SqlSink
-
-                chosen.append(SqlSink(settings.sql_url))
-            if settings.webhook_url:
-                from sinks.webhook import WebhookSink
-
-                chosen.append(WebhookSink(settings.webhook_url, dead_letters=forward, alerts_topic=topics.alerts))
-        except BaseException:
-            for one in chosen:
-                one.close()
-            raise
-        return chosen[0] if len(chosen) == 1 else FanOut(*chosen)
-
+    chosen: list[Sink] = []
     try:
-        sink = open_sinks()
+        if settings.webhook_url:
+            from sinks.kafka import KafkaSink
+
+            extra: dict[str, Any] = dict(client_kwargs or {})
+            if encode_dlq is not None:
+                extra["encode"] = encode_dlq
+            dead_letters = KafkaSink(bootstrap, {DlqRecord: topics.dlq},
+                                     client_id=f"{group_id(topics)}-dead-letters", **extra)
+        if settings.sql_url:
+            from sinks.sql import SqlSink
+
+            chosen.append(SqlSink(settings.sql_url))
+        if settings.webhook_url:
+            from sinks.webhook import WebhookSink
+
+            chosen.append(WebhookSink(settings.webhook_url, alerts_topic=topics.alerts))
     except BaseException:
-        if dead_letters is not None:
-            dead_letters.close()
+        for one in [*chosen, *([dead_letters] if dead_letters is not None else [])]:
+            try:
+                one.close()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                pass
         raise
+    sink = chosen[0] if len(chosen) == 1 else FanOut(*chosen)
     sources = topics.outputs if settings.sql_url else (topics.alerts,)
     return SinkRelay(bootstrap, topics, sink, sources=sources, lookup=lookup, tansu=tansu,
-                     client_kwargs=client_kwargs, dead_letters=dead_letters, reopen=open_sinks)
-
-
-def _dead_letter_producer(bootstrap: str, topics: Topics, group: str,
-                          client_kwargs: Mapping[str, Any] | None,
-                          encode: Callable[[DlqRecord], bytes] | None = None,
-                          ) -> tuple[Sink, Callable[[DlqRecord], None]]:
-    """A Kafka sink for the DLQ topic, and the webhook's ``dead_letters`` callback that logs each
-    dead letter and hands it to that sink, waiting out back-pressure."""
-    from sinks.kafka import KafkaSink
-
-    extra: dict[str, Any] = dict(client_kwargs or {})
-    if encode is not None:
-        extra["encode"] = encode
-    producer = KafkaSink(bootstrap, {DlqRecord: topics.dlq}, client_id=f"{group}-dead-letters", **extra)
-
-    def forward(record: DlqRecord) -> None:
-        log.warning("webhook gave up on an alert of lead %s (%s); dead letter to %s",
-                    (record.key or b"").decode("utf-8", "replace"), record.detail, topics.dlq)
-        deliver(producer, record)
-
-    return producer, forward
+                     client_kwargs=client_kwargs, dead_letters=dead_letters)

@@ -59,35 +59,3 @@ def test_values_in_the_format_given(bootstrap: str, unique_name: Callable[..., s
         sink.add(dead)
     (message,) = consume_all(bootstrap, topic, expected_count=1, timeout=10, settle=0.3)
     assert message.value == codec.encode_record_avro(dead) and message.value[0] == 0
-
-
-def test_a_record_a_failed_flush_did_not_write_is_sent_by_the_next_flush(
-    tmp_path, unique_name: Callable[..., str]
-) -> None:
-    """The relay retries a failed flush (webhook dead letters): the retry must resend, not forget."""
-    import signal
-
-    from sinks.base import SinkError
-    from leadflow.broker import EmbeddedBroker, signal_group
-    from streams.topics import ensure_topics
-
-    broker = EmbeddedBroker(log_dir=tmp_path).start()   # its own: this test pauses it
-    try:
-        topic = unique_name("dlq")
-        ensure_topics(broker.bootstrap, [topic], partitions=1)
-        first, lost = make_dlq(), make_dlq(original=b"lost while the broker was away")
-        with KafkaSink(broker.bootstrap, {DlqRecord: topic}, request_timeout_ms=500,
-                       delivery_timeout_ms=1500, retry_backoff_ms=100) as sink:
-            sink.add(first)
-            sink.flush()
-            signal_group(broker.pid, signal.SIGSTOP)      # unreachable, state kept
-            sink.add(lost)
-            with pytest.raises(SinkError, match="kept for the next flush"):
-                sink.flush()
-            signal_group(broker.pid, signal.SIGCONT)
-            sink.flush()
-        values = [m.value for m in consume_all(broker.bootstrap, topic, expected_count=2, timeout=20)]
-        assert record_json(lost) in values and values[0] == record_json(first)
-    finally:
-        signal_group(broker.pid, signal.SIGCONT)
-        broker.stop()

@@ -21,7 +21,9 @@ def test_readme_code_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     namespace: dict = {"records": records}
     for block in blocks:
         exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
-    list_sink = namespace["sink"].sinks[1]
+    list_sink = namespace["checkpoint"].sink.sinks[1]
     assert list_sink.records == records
+    assert [p.offset for p in list_sink.positions] == list(range(len(records)))
+    assert namespace["committed"] == [{("lead.lifecycle", 0): len(records)}]
     with SqlSink(f"sqlite:///{tmp_path / 'leadflow.db'}") as written:
         assert written.count("lead_transitions") == report_scenario.TRANSITIONS

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sinks.base import SinkError
+from sinks.base import Position, RecordRejected, SinkError
 from lifecycle.records import LifecycleRecord
 from sinks.sql import (
     ALERT_COLUMNS,
@@ -229,16 +229,29 @@ def test_auto_flushes_at_batch_size(sql_url: str) -> None:
         assert sink.count("lead_transitions") == 7
 
 
-def test_failed_batch_rolls_back_keeps_the_records_and_raises_sink_error(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'sink.db'}"
-    sink = SqlSink(url)
-    sink.add(make_transition("ok"))
-    sink.add(make_transition("bad", score=None))  # type: ignore[arg-type]  # NOT NULL violated
-    with pytest.raises(SinkError, match="writing 2 records"):
+def test_a_refused_record_is_dropped_and_the_rest_of_its_batch_committed(sql_url: str) -> None:
+    """The batch fails as a whole; written again one record at a time, only the refused one is left out."""
+    ok, bad, also_ok = make_transition("ok"), make_transition("bad", score=None), make_alert("ok")  # type: ignore[arg-type]
+    sink = SqlSink(sql_url)
+    for offset, record in enumerate((ok, bad, also_ok)):
+        sink.add(record, Position("in.jsonl", None, offset + 1))
+    with pytest.raises(RecordRejected, match="NOT NULL|null value") as raised:
         sink.flush()
-    assert sink.count("lead_transitions") == 0  # nothing of the batch was committed
-    with pytest.raises(SinkError):  # still pending: close says so instead of dropping them
-        sink.close()
+    assert [(r.record, r.position) for r in raised.value.rejections] == [(bad, Position("in.jsonl", None, 2))]
+    assert sink.count("lead_transitions") == 1 and sink.count("lead_alerts") == 1 and sink.count("leads") == 1
+    sink.close()                     # nothing left: the refused record is not held any more
+
+
+def test_what_an_automatic_flush_finds_is_raised_by_the_next_flush(tmp_path: Path) -> None:
+    sink = SqlSink(f"sqlite:///{tmp_path / 'sink.db'}", batch_size=2)
+    huge = make_transition("huge", score=2**70)
+    sink.add(huge)
+    sink.add(make_transition("ok"))   # the batch is full: written here, ``add`` raises nothing
+    assert sink.count("lead_transitions") == 1
+    with pytest.raises(RecordRejected) as raised:
+        sink.flush()
+    assert raised.value.rejections[0].record == huge
+    sink.close()
 
 
 def test_unsupported_url_is_refused() -> None:

@@ -7,6 +7,7 @@ Results are waited for with a deadline, never assumed after a sleep.
 
 from __future__ import annotations
 
+import base64
 import json
 import signal
 import sqlite3
@@ -23,13 +24,13 @@ from lifecycle.records import AlertRecord, DlqRecord, LifecycleRecord, Record, r
 from schemas.codec import bundled_schemas, decode_record, encode_record_avro
 from schemas.registry import RegistryClient
 from schemas.wire import record_json
-from sinks.base import ListSink, SinkError, record_id
+from sinks.base import ListSink, Position, SinkClosed, StoreUnavailable, record_id
 from sinks.sql import SqlSink
 from sinks.webhook import verify
 from leadflow.broker import EmbeddedBroker, signal_group
 from streams.config import load_settings
 from streams.output import AvroOutput
-from streams.relay import ISOLATE_AFTER, SINK_REFUSED, SinkRelay, group_id, relay_for
+from streams.relay import SINK_REFUSED, SinkRelay, group_id, relay_for
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, decode_json, produce
 from tests.sinks.conftest import (  # noqa: F401 - fixtures
@@ -232,6 +233,50 @@ def test_alerts_reach_the_webhook_and_what_it_gives_up_on_goes_to_the_dlq_topic(
     assert "HTTP 410" in dead[0]["detail"]
 
 
+def test_a_webhook_that_is_down_holds_the_relay_back_and_stop_dead_letters_what_it_held(
+    bootstrap: str, kafka_topics: Callable[..., Topics], webhook_receiver: WebhookReceiver,
+    webhook_secret: str,
+) -> None:
+    """Connection refused is the store's fault: no commit, no dead letter while the relay runs. On
+    stop, the alerts the webhook still holds go to the DLQ topic as webhook_failed; they were not
+    committed, so the next relay delivers them once the receiver is back."""
+    from sinks.kafka import KafkaSink
+    from sinks.webhook import RetryPolicy, WebhookSink
+
+    topics = kafka_topics(partitions=1)
+    alerts = [r for r in journey("H1") + journey("H2") if isinstance(r, AlertRecord)]
+    publish(bootstrap, topics, alerts)
+    fast = RetryPolicy(max_retries=1, base_delay=0.01, timeout=1)
+
+    def relay() -> SinkRelay:
+        return SinkRelay(bootstrap, topics, WebhookSink(webhook_receiver.url, retry=fast, alerts_topic=topics.alerts),
+                         sources=(topics.alerts,), tansu=True,
+                         dead_letters=KafkaSink(bootstrap, {DlqRecord: topics.dlq})).start()
+
+    webhook_receiver.stop()                                   # connection refused from now on
+    first = relay()
+    try:
+        eventually(lambda: first.failures >= 3, what="flushes failing while the receiver is down")
+        assert first.refused == 0 and first.relayed == 0
+        assert committed(bootstrap, first.group, topics) == {}
+    finally:
+        first.stop(timeout=30)
+    assert not first.running
+    dead = [d for d in decode_json(consume_all(bootstrap, topics.dlq, idle=1.0)) if d["error"] == "webhook_failed"]
+    assert sorted(json.loads(base64.b64decode(d["original"]))["alert_id"] for d in dead) == \
+        sorted(a.alert_id for a in alerts)
+    assert all(d["source_topic"] == topics.alerts and d["source_offset"] is not None for d in dead)
+
+    webhook_receiver.start()                                  # back, on the same port
+    second = relay()
+    try:
+        eventually(lambda: second.relayed == len(alerts), what="alerts relayed once the receiver is back")
+    finally:
+        second.stop()
+    assert {r.headers["Idempotency-Key"] for r in webhook_receiver.delivered()} == {a.alert_id for a in alerts}
+    assert sum(committed(bootstrap, second.group, topics).values()) == len(alerts)
+
+
 # -- (d) garbage on an output topic ----------------------------------------------------------------
 
 def test_a_value_that_is_no_record_is_counted_stored_as_a_dead_letter_and_the_relay_goes_on(
@@ -297,7 +342,7 @@ class GatedSink(ListSink):
     def flush(self) -> None:
         if not self.gate.is_set():
             self.failed_flushes += 1
-            raise SinkError("store unavailable")
+            raise StoreUnavailable("store unavailable")
         super().flush()
 
 
@@ -320,6 +365,34 @@ def test_offsets_are_committed_only_once_the_sink_flushed(
     eventually(lambda: again.relayed == len(records), what="records relayed after the store is back")
     assert by_id(up.flushed) == by_id(records)
     assert sum(committed(bootstrap, again.group, topics).values()) == len(records)
+
+
+class FailsOnce(ListSink):
+    """A sink whose first add raises an error no retry rule covers (``SinkClosed``, as a bug would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.raised = False
+
+    def add(self, record: Record, position: Position | None = None) -> None:
+        if not self.raised:
+            self.raised = True
+            raise SinkClosed("a sink closed under the relay's feet")
+        super().add(record, position)
+
+
+def test_an_unexpected_error_neither_ends_the_relay_nor_skips_the_batch(
+    bootstrap: str, kafka_topics: Callable[..., Topics], relays: Callable[..., SinkRelay]
+) -> None:
+    topics = kafka_topics()
+    records = journey("X1")
+    publish(bootstrap, topics, records)
+    sink = FailsOnce()
+    relay = relays(topics, sink)
+    eventually(lambda: relay.relayed >= len(records), what="every record relayed after the error")
+    assert sink.raised and relay.failures >= 1 and relay.running
+    assert by_id(sink.flushed) == by_id(records)
+    assert sum(committed(bootstrap, relay.group, topics).values()) == len(records)
 
 
 # -- (f) a batch that fails part way; a broker that cannot be reached ------------------------------
@@ -371,14 +444,14 @@ class PausingSink(ListSink):
         self.broker, self.at, self.adds = broker, at, 0
         self.paused = threading.Event()
 
-    def add(self, record: Record) -> None:
+    def add(self, record: Record, position: Position | None = None) -> None:
         self.adds += 1
         if self.adds == self.at:
             signal_group(self.broker.pid, signal.SIGSTOP)
             self.paused.set()
         if self.paused.is_set():
-            raise SinkError("store unavailable")
-        super().add(record)
+            raise StoreUnavailable("store unavailable")
+        super().add(record, position)
 
     def resume(self) -> None:
         signal_group(self.broker.pid, signal.SIGCONT)
@@ -456,8 +529,9 @@ def test_records_the_database_refuses_become_dead_letters_and_the_relay_goes_on(
 def test_a_database_that_takes_no_writes_is_retried_and_nothing_is_skipped(
     bootstrap: str, kafka_topics: Callable[..., Topics], postgres_url: str
 ) -> None:
-    """While every table is locked, each write fails (lock_timeout), dead letters too: that is the
-    store, not a record, so the relay takes the batch apart, skips nothing and tries again later."""
+    """While every table is locked, each write fails (lock_timeout): PostgreSQL's LockNotAvailable
+    is the store's fault (StoreUnavailable), so the relay retries, dead-letters nothing, commits
+    nothing, and stores everything once the lock is gone."""
     import psycopg
 
     topics = kafka_topics()
@@ -471,7 +545,7 @@ def test_a_database_that_takes_no_writes_is_retried_and_nothing_is_skipped(
             locker.execute("LOCK TABLE lead_transitions, lead_alerts, leads, dlq_records IN ACCESS EXCLUSIVE MODE")
             publish(bootstrap, topics, records)
             relay.start()
-            eventually(lambda: relay.failures > ISOLATE_AFTER, timeout=60, what="the batch taken apart, and failing")
+            eventually(lambda: relay.failures >= 3, timeout=60, what="the batch retried, and failing")
             assert relay.refused == 0 and relay.relayed == 0
             assert committed(bootstrap, relay.group, topics) == {}
             locker.rollback()                              # the store takes writes again
