@@ -51,6 +51,7 @@ from schemas.wire import format_time
 from streams import rows
 from streams.faust_patches import Transport, committed_offset, paused_partitions
 from streams.metrics import CONTENT_TYPE, Metrics
+from streams.ownership import newest_rows
 from streams.output import JsonOutput, Output
 from streams.settings import faust_settings
 from streams.topics import Topics
@@ -106,6 +107,16 @@ class LeadTable(faust.Table):
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.owner is not None:
             self.owner.on_recovered({tp.partition for tp in active_tps})
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        """[ownership] Recovery and standby replicas keep the highest row version per lead."""
+        super().apply_changelog_batch(newest_rows(batch, self._to_key, rows.version_of, self._stored_version))
+
+    def _stored_version(self, key: Any) -> int:
+        try:
+            return rows.version_of(self.data[key])
+        except KeyError:
+            return -1
 
 
 # -- the app ----------------------------------------------------------------------------------------
