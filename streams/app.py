@@ -8,8 +8,12 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
   processed where it is when its key is the lead id and its partition is the lead's
   (``murmur2(lead_id) % N``, Kafka's default partitioner); otherwise it is forwarded, unchanged, to
   the repartition topic on the lead's partition. So a lead's state lives on one partition only.
-- Lead state is one table row: ``{"wake": ms|None, "lead": Lead.to_state(), "outbox": [...]}``,
+- Lead state is one table row (``streams.rows``: version, wake-up, lead, outbox, held events),
   always assigned back (``table[k] = v``), so every change reaches the compacted changelog.
+- Ownership (``streams.ownership``, hooks marked ``[ownership]``): a message is processed, and its
+  row and output written, only for a partition this worker serves, in the generation the message
+  was fetched in, within a lease that heartbeats renew; a stalled worker that lost its partitions
+  writes nothing. Recovery and standby replicas keep the highest row version per lead.
 - Commits: an offset is committed only once the changelog writes of the messages before it are
   acknowledged (``DurableBuffer``); a partition nobody committed is read from its beginning
   (``seek_to_committed``); on Tansu, recovery reads to the exact end (``exact_end_offsets``).
@@ -49,9 +53,9 @@ from lifecycle.timers import TimerSet
 from schemas import codec
 from schemas.wire import format_time
 from streams import rows
-from streams.faust_patches import Transport, committed_offset, paused_partitions
+from streams.faust_patches import Transport, committed_offset, forget, paused_partitions
 from streams.metrics import CONTENT_TYPE, Metrics
-from streams.ownership import newest_rows
+from streams.ownership import Ownership, newest_rows
 from streams.output import JsonOutput, Output
 from streams.settings import faust_settings
 from streams.topics import Topics
@@ -107,6 +111,8 @@ class LeadTable(faust.Table):
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.owner is not None:
             self.owner.on_recovered({tp.partition for tp in active_tps})
+            # [ownership] the rows are complete: these partitions may be written from now on
+            self.owner.ownership.serve(self.app.consumer_generation_id, {tp.partition for tp in active_tps})
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         """[ownership] Recovery and standby replicas keep the highest row version per lead."""
@@ -141,6 +147,8 @@ class LeadflowApp:
     lookup: Any = None
     #: source partition -> (committed offset last seen, monotonic time it was first seen)
     progress: dict[TP, tuple[int, float]] = field(default_factory=dict)
+    #: what this worker may write now (``streams.ownership``; ``build_app`` gives the real one)
+    ownership: Ownership = field(default_factory=lambda: Ownership(session_timeout=60.0))
 
     @property
     def partitions(self) -> int:
@@ -159,6 +167,8 @@ class LeadflowApp:
     # -- rebalance and recovery ---------------------------------------------------------------
     def on_rebalance(self, assigned: Iterable[TP]) -> None:
         self.progress.clear()  # recovery time is not a stall: the watchdog starts counting afresh
+        if self.ownership.take_lost():  # [ownership] others may have moved deadlines meanwhile
+            self.scanned.clear()
         mine = {tp.partition for tp in assigned if tp.topic == self.topics.timer_commands}
         for p in list(self.timers):
             if p not in mine:
@@ -209,6 +219,8 @@ class LeadflowApp:
 
     async def _save_and_send(self, lead_id: str, step: Step, message: Any) -> None:
         """Save the step's row (if it changed) and send what the step says, in that order."""
+        if not await self.ownership.admit(message):  # [ownership] checked again before writing
+            return
         if step.late_ms:
             for late in step.late_ms:
                 self.metrics.late_events.inc()
@@ -311,6 +323,8 @@ class LeadflowApp:
         now = now_ms()
         producer = self.app.producer
         for p, timers in list(self.timers.items()):
+            if not self.ownership.serves(p):  # [ownership] no commands while not surely the owner
+                continue
             inflight = self.inflight.setdefault(p, {})
             stale = [(lead_id, due) for lead_id, (due, sent) in inflight.items()
                      if now - sent > INFLIGHT_RESEND_MS]
@@ -451,6 +465,10 @@ def build_app(
                     **faust_settings(embedded, bootstrap=bootstrap, **overrides))
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.exact_ends = embedded  # Tansu's ListOffsets is a batch short (BROKER.md)
+    # [ownership] what this worker may write, kept up to date by the transport
+    ownership = app.transport.ownership = Ownership(
+        app.conf.broker_session_timeout, app.conf.broker_rebalance_timeout,
+        forget=lambda message: forget(app.consumer, message))
 
     table = app.tables.add(LeadTable(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
@@ -458,7 +476,7 @@ def build_app(
     ))
     lf = LeadflowApp(app=app, table=table, topics=topics, embedded=embedded,
                      application=Application(Engine(policy), rows.encode_record, consumes_rows=True),
-                     lookup=codec.bundled_schemas())
+                     lookup=codec.bundled_schemas(), ownership=ownership)
     table.owner = lf
     lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag)
 
@@ -469,6 +487,8 @@ def build_app(
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
             message = event.message
+            if not await lf.ownership.admit(message):  # [ownership] partitions served, now
+                continue
             try:
                 await lf.handle(message)
             except Exception as exc:  # noqa: BLE001 - never stop the stream; never drop silently

@@ -1,4 +1,4 @@
-"""streams.ownership without a broker: the highest-version-wins replay.
+"""streams.ownership without a broker: the write guard's states and the highest-version-wins replay.
 
 The end-to-end checks (a worker or the broker stopped past the session timeout while events
 stream) are in test_worker_stall.py.
@@ -6,14 +6,18 @@ stream) are in test_worker_stall.py.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from types import SimpleNamespace
 from typing import Any
 
 import faust
 import orjson
+import pytest
 
 from streams.app import LeadTable
-from streams.ownership import newest_rows
+from streams.faust_patches import forget
+from streams.ownership import DROP, HOLD, OK, Ownership, newest_rows
 from streams.rows import version_of as row_version
 
 
@@ -32,6 +36,18 @@ def change(key: str, value: bytes | None, offset: int = 0) -> Any:
     message = SimpleNamespace(key=key.encode(), value=value, partition=0, offset=offset,
                               tp=("leads-changelog", 0))
     return SimpleNamespace(key=key, value=value, message=message)
+
+
+class Msg:
+    """The fields of a faust message the guard reads (hashable, as faust's are)."""
+
+    def __init__(self, partition: int, generation: int) -> None:
+        self.topic, self.partition, self.offset = "t", partition, 7
+        self.generation_id, self.acked = generation, False
+
+
+def msg(partition: int = 0, generation: int = 5) -> Msg:
+    return Msg(partition, generation)
 
 
 # -- row versions -----------------------------------------------------------------------------------
@@ -84,3 +100,93 @@ def test_the_lead_table_applies_only_the_newest_rows_of_a_changelog_batch() -> N
     assert orjson.loads(table.data["A"])["lead"]["stage"] == "sql"
     table.apply_changelog_batch([change("A", row(4, "won"))])
     assert orjson.loads(table.data["A"])["lead"]["stage"] == "won"
+
+
+# -- the write guard ----------------------------------------------------------------------------------
+
+def serving(generation: int = 5, partitions: tuple[int, ...] = (0, 1)) -> Ownership:
+    own = Ownership(session_timeout=3.0, rebalance_timeout=3.0)
+    own.on_assign(generation)
+    own.serve(generation, partitions)
+    own.renew(generation, time.monotonic())
+    return own
+
+
+def test_nothing_is_written_before_an_assignment_has_recovered_and_its_membership_is_confirmed() -> None:
+    own = Ownership(session_timeout=3.0)
+    assert own.check(msg()) == DROP                      # nothing assigned
+    own.on_assign(5)
+    assert own.check(msg()) == DROP                      # assigned, not recovered
+    own.serve(5, {0})
+    assert own.check(msg()) == HOLD                      # recovered, no heartbeat yet
+    own.renew(5, time.monotonic())
+    assert own.check(msg()) == OK
+    assert own.check(msg(partition=1)) == DROP           # not ours
+    assert own.check(msg(generation=4)) == DROP          # fetched in an older generation
+
+
+def test_a_syncgroup_before_the_assignment_starts_the_lease() -> None:
+    own = Ownership(session_timeout=3.0)
+    own.renew(6, time.monotonic())                       # SyncGroup of generation 6 succeeded
+    own.on_assign(6)
+    own.serve(6, {0})
+    assert own.check(msg(generation=6)) == OK
+
+
+def test_a_lapsed_lease_holds_and_a_revocation_drops() -> None:
+    own = serving()
+    own.renew(5, time.monotonic() - 10)                  # an old heartbeat changes nothing
+    assert own.check(msg()) == OK
+    own._state = (5, frozenset({0}), time.monotonic() - 0.1)   # the lease ran out (a stall)
+    assert own.check(msg()) == HOLD
+    assert not own.serves(0)
+    own.on_revoke()
+    assert own.check(msg()) == DROP
+    own.serve(5, {0})                                    # a late recovery hook: ignored
+    own.renew(5, time.monotonic())                       # a late heartbeat of the old generation
+    assert own.check(msg()) == DROP
+
+
+def test_admit_waits_for_a_heartbeat_or_gives_the_message_up_on_revocation() -> None:
+    async def scenario() -> tuple[bool, bool, Any]:
+        own = serving()
+        own._state = (5, frozenset({0}), 0.0)
+        first = asyncio.ensure_future(own.admit(msg()))
+        await asyncio.sleep(0.2)
+        assert not first.done()
+        own.renew(5, time.monotonic())
+        renewed = await asyncio.wait_for(first, 1)
+        own._state = (5, frozenset({0}), 0.0)
+        dropped_msg = msg()
+        second = asyncio.ensure_future(own.admit(dropped_msg))
+        await asyncio.sleep(0.2)
+        own.on_revoke()
+        revoked = await asyncio.wait_for(second, 1)
+        return renewed, revoked, dropped_msg
+
+    renewed, revoked, dropped = asyncio.run(scenario())
+    assert renewed is True and revoked is False
+    assert dropped.acked is True                         # never acknowledged to the consumer
+
+
+def test_forget_takes_the_message_off_the_consumers_messages_in_flight() -> None:
+    m = msg()
+    consumer = SimpleNamespace(_unacked_messages={m})
+    forget(consumer, m)
+    assert m.acked and not consumer._unacked_messages
+    forget(None, msg())                                  # no consumer: no error
+
+
+@pytest.mark.parametrize("previous, generation, lost", [(3, 4, False), (3, 6, True)])
+def test_a_generation_gone_by_without_the_worker_counts_as_a_lost_membership(
+    previous: int, generation: int, lost: bool
+) -> None:
+    own = Ownership(session_timeout=3.0)
+    own.on_assign(previous)
+    own.on_revoke()
+    assert not own.take_lost()
+    own.on_assign(generation)
+    assert own.take_lost() is lost
+    own.on_revoke(membership_lost=True)
+    assert own.take_lost() is True and own.take_lost() is False
+
