@@ -8,8 +8,9 @@
   write.
 - The same transport tells the worker's ``streams.ownership.Ownership`` (``Transport.ownership``)
   about its group membership: every heartbeat or SyncGroup that succeeds (``watch_membership``),
-  every revocation and assignment (``GuardedRebalanceListener``); ``forget`` gives up a message
-  without acknowledging it.
+  every revocation and assignment (``GuardedRebalanceListener``); its consumer refuses to
+  acknowledge a message not processed in the current generation (faust acknowledges the messages
+  it skips); ``forget`` gives up a message without acknowledging it.
 - ``committed_offset`` / ``paused_partitions`` read faust's private consumer state.
 """
 
@@ -218,6 +219,15 @@ class GuardedRebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
 
 class _FastFetchConsumer(faust_aiokafka.Consumer):
     RebalanceListener = GuardedRebalanceListener
+
+    def ack(self, message: Any) -> bool:
+        """faust's ack, refused for a message not processed in the current generation
+        (``Ownership.may_ack``): such a message is forgotten, so its offset is never committed here."""
+        ownership = getattr(self.transport, "ownership", None)
+        if ownership is not None and not message.acked and not ownership.may_ack(message):
+            forget(self, message)
+            return False
+        return super().ack(message)
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)

@@ -87,8 +87,9 @@ class Ownership:
         self._last_generation: int | None = None
         #: the membership was lost (the broker forgot it, or a generation went by without it)
         self.lost = False
-        #: messages given up so far
+        #: messages given up so far; acknowledgements refused so far
         self.dropped = 0
+        self.refused_acks = 0
         self._held_since: float | None = None
 
     # -- updates -------------------------------------------------------------------------------
@@ -158,6 +159,26 @@ class Ownership:
         if time.monotonic() >= lease:
             return HOLD
         return OK
+
+    def may_ack(self, message: Any) -> bool:
+        """Whether acknowledging ``message`` may let its offset be committed: only in the generation
+        that fetched it, and not once a revocation has begun.
+
+        faust acknowledges the messages it *skips* too (fetched in an older generation, or read
+        while a rebalance has suspended the flow), and an acknowledged offset is committed if the
+        partition is assigned again: a worker that kept its partition across a lost membership
+        committed past events it never processed (seen: a lead's deal event lost after a broker
+        stall, the next one applied). A refused acknowledgement costs a reprocessing at most."""
+        generation = self._state[0]
+        if generation is not None and message.generation_id == generation:
+            return True
+        self.refused_acks += 1
+        if self.refused_acks == 1 or self.refused_acks % 1000 == 0:
+            log.warning("%d acknowledgement(s) refused for messages not processed in this "
+                        "generation (e.g. %s/%s@%s, generation %s; now %s)", self.refused_acks,
+                        message.topic, message.partition, message.offset, message.generation_id,
+                        generation)
+        return False
 
     async def admit(self, message: Any) -> bool:
         """Whether ``message`` may be processed and its writes made, waiting while the lease is

@@ -190,3 +190,15 @@ def test_a_generation_gone_by_without_the_worker_counts_as_a_lost_membership(
     own.on_revoke(membership_lost=True)
     assert own.take_lost() is True and own.take_lost() is False
 
+
+def test_only_a_message_of_the_current_generation_may_be_acknowledged() -> None:
+    """faust acknowledges the messages it skips (fetched in an older generation, or read while a
+    rebalance suspended the flow): such an acknowledgement must not let the offset be committed."""
+    own = serving(generation=5)
+    assert own.may_ack(msg(generation=5))
+    assert not own.may_ack(msg(generation=4))
+    own.on_revoke()
+    assert not own.may_ack(msg(generation=5))            # a revocation has begun
+    own.on_assign(6)
+    assert not own.may_ack(msg(generation=5)) and own.may_ack(msg(generation=6))
+    assert own.refused_acks == 3
