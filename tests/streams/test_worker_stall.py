@@ -192,7 +192,7 @@ def check_against_replay(cluster: Cluster, events: list[tuple[bytes, bytes]], ti
         time.sleep(1.0)
     time.sleep(2.0)   # anything late (an extra) lands too
     live = transitions(decode_json(consume_all(bootstrap, topics.lifecycle, idle=1.0, timeout=30)))
-    missing, extra = sorted(expected - live), sorted(live - expected)
+    missing, extra = sorted(expected - live, key=repr), sorted(live - expected, key=repr)  # from_stage may be None
     if missing or extra:
         leads = sorted({t[0] for t in missing[:5] + extra[:5]})
         story = changelog_story(bootstrap, topics, leads)
