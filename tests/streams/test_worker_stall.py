@@ -4,8 +4,9 @@ the broker SIGSTOPped, three times each, while ~12 000 events stream through thr
 A stalled worker loses its partitions; when it wakes it must not write a lead row or an output for
 them, and whoever owns a partition next must serve it from complete rows. The check is exact: the set
 of stage changes ``(lead, from, to, trigger_event_id)`` (deduplicated by ``transition_id``) equals
-``leadflow replay`` of the same events, and a fresh worker that recovers the whole table from the
-changelog afterwards holds every lead in its replayed stage.
+``leadflow replay`` of the same events; the newest row of every lead has applied each of its events
+(none lost, even one that changes no stage); and a fresh worker that recovers the whole table from
+the changelog afterwards holds every lead in its replayed stage.
 
 Knobs for verification loops (defaults keep each test near 1.5 minutes):
 ``LEADFLOW_STALL_PAUSE`` (seconds a worker is stopped, default 20), ``LEADFLOW_BROKER_STALL`` (seconds
@@ -28,7 +29,9 @@ import pytest
 from kafka import KafkaProducer
 
 from leadflow.traffic import TrafficShape, json_lines
+from lifecycle.ids import event_digest
 from leadflow.worker import topics_from_env
+from streams import rows
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, decode_json
 from tests.streams.test_worker import EmbeddedBroker, Worker, replay
@@ -177,8 +180,27 @@ def changelog_story(bootstrap: str, topics: Topics, lead_ids: list[str]) -> dict
     return story
 
 
+def unapplied_events(bootstrap: str, topics: Topics, events: list[tuple[bytes, bytes]]) -> list[str]:
+    """Event ids that the newest row of their lead (highest version, as recovery keeps) has not
+    seen: SPEC 6, no input event is lost. Catches a lost event that changes no stage, too."""
+    newest: dict[str, tuple[int, bytes]] = {}
+    for r in consume_all(bootstrap, topics.changelogs[0], idle=1.0, timeout=30):
+        if r.value:
+            lead_id, v = r.key.decode(), rows.version_of(r.value)
+            if lead_id not in newest or v > newest[lead_id][0]:
+                newest[lead_id] = (v, r.value)
+    leads = {lead_id: rows.decode(raw).lead for lead_id, (_, raw) in newest.items()}
+    lost = []
+    for key, value in events:
+        lead, event_id = leads.get(key.decode()), json.loads(value)["event_id"]
+        if lead is None or not lead.has_seen(event_digest(event_id)):
+            lost.append(event_id)
+    return sorted(set(lost))
+
+
 def check_against_replay(cluster: Cluster, events: list[tuple[bytes, bytes]], timeout: float = 60.0) -> None:
-    """The lifecycle output is exactly the replay's; a fresh worker recovers every lead's stage."""
+    """The lifecycle output is exactly the replay's, every event is applied to its lead's newest
+    row, and a fresh worker recovers every lead's stage."""
     bootstrap, topics = cluster.broker.bootstrap, cluster.topics
     _, _, stages, records = replay(cluster.policy, [value for _, value in events])
     expected = {(r.lead_id, r.from_stage, r.to_stage, r.trigger_event_id)
@@ -193,12 +215,14 @@ def check_against_replay(cluster: Cluster, events: list[tuple[bytes, bytes]], ti
     time.sleep(2.0)   # anything late (an extra) lands too
     live = transitions(decode_json(consume_all(bootstrap, topics.lifecycle, idle=1.0, timeout=30)))
     missing, extra = sorted(expected - live, key=repr), sorted(live - expected, key=repr)  # from_stage may be None
-    if missing or extra:
-        leads = sorted({t[0] for t in missing[:5] + extra[:5]})
+    lost = unapplied_events(bootstrap, topics, events)
+    if missing or extra or lost:
+        leads = sorted({t[0] for t in missing[:5] + extra[:5]} | {e.rsplit("-", 1)[0] for e in lost[:5]})
         story = changelog_story(bootstrap, topics, leads)
         raise AssertionError(
-            f"{len(missing)} stage changes missing, {len(extra)} extra of {len(expected)}:\n"
-            f"missing {missing[:10]}\nextra {extra[:10]}\nchangelog {story}")
+            f"{len(missing)} stage changes missing, {len(extra)} extra of {len(expected)}; "
+            f"{len(lost)} events never applied:\n"
+            f"missing {missing[:10]}\nextra {extra[:10]}\nnever applied {lost[:10]}\nchangelog {story}")
     # Second look, at the state itself: one new worker rebuilds the whole table from the changelog.
     cluster.kill_all()
     fresh = cluster.start("fresh")
