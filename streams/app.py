@@ -8,8 +8,12 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
   processed where it is when its key is the lead id and its partition is the lead's
   (``murmur2(lead_id) % N``, Kafka's default partitioner); otherwise it is forwarded, unchanged, to
   the repartition topic on the lead's partition. So a lead's state lives on one partition only.
-- Lead state is one table row: ``{"wake": ms|None, "lead": Lead.to_state(), "outbox": [...]}``,
+- Lead state is one table row (``streams.rows``: version, wake-up, lead, outbox, held events),
   always assigned back (``table[k] = v``), so every change reaches the compacted changelog.
+- Ownership (``streams.ownership``, hooks marked ``[ownership]``): a message is processed, and its
+  row and output written, only for a partition this worker serves, in the generation the message
+  was fetched in, within a lease that heartbeats renew; a stalled worker that lost its partitions
+  writes nothing. Recovery and standby replicas keep the highest row version per lead.
 - Commits: an offset is committed only once the changelog writes of the messages before it are
   acknowledged (``DurableBuffer``); a partition nobody committed is read from its beginning
   (``seek_to_committed``); on Tansu, recovery reads to the exact end (``exact_end_offsets``).
@@ -52,8 +56,9 @@ from schemas import codec
 from schemas.secrets import Secret
 from schemas.wire import format_time
 from streams import rows
-from streams.faust_patches import Transport, committed_offset, paused_partitions
+from streams.faust_patches import Transport, committed_offset, forget, paused_partitions
 from streams.metrics import CONTENT_TYPE, Metrics
+from streams.ownership import Ownership, newest_rows
 from streams.output import JsonOutput, Output
 from streams.partitioning import PlacementWatch
 from streams.settings import faust_settings
@@ -131,6 +136,18 @@ class LeadTable(faust.Table):
         await super().on_recovery_completed(active_tps, standby_tps)
         if self.owner is not None:
             self.owner.on_recovered({tp.partition for tp in active_tps})
+            # [ownership] the rows are complete: these partitions may be written from now on
+            self.owner.ownership.serve(self.app.consumer_generation_id, {tp.partition for tp in active_tps})
+
+    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
+        """[ownership] Recovery and standby replicas keep the highest row version per lead."""
+        super().apply_changelog_batch(newest_rows(batch, self._to_key, rows.version_of, self._stored_version))
+
+    def _stored_version(self, key: Any) -> int:
+        try:
+            return rows.version_of(self.data[key])
+        except KeyError:
+            return -1
 
 
 # -- the app ----------------------------------------------------------------------------------------
@@ -163,6 +180,8 @@ class LeadflowApp:
     progress: dict[TP, tuple[int, float]] = field(default_factory=dict)
     #: per source: events that arrived off their lead's partition (a CRC32 producer is named once)
     placement: PlacementWatch = field(default_factory=PlacementWatch)
+    #: what this worker may write now (``streams.ownership``; ``build_app`` gives the real one)
+    ownership: Ownership = field(default_factory=lambda: Ownership(session_timeout=60.0))
 
     @property
     def partitions(self) -> int:
@@ -181,6 +200,8 @@ class LeadflowApp:
     # -- rebalance and recovery ---------------------------------------------------------------
     def on_rebalance(self, assigned: Iterable[TP]) -> None:
         self.progress.clear()  # recovery time is not a stall: the watchdog starts counting afresh
+        if self.ownership.take_lost():  # [ownership] others may have moved deadlines meanwhile
+            self.scanned.clear()
         mine = {tp.partition for tp in assigned if tp.topic == self.topics.timer_commands}
         for p in list(self.timers):
             if p not in mine:
@@ -237,6 +258,8 @@ class LeadflowApp:
     async def _save_and_send(self, lead_id: str, step: Step, message: Any,
                              headers: list[tuple[str, bytes]] | None = None) -> None:
         """Save the step's row (if it changed) and send what the step says, in that order."""
+        if not await self.ownership.admit(message):  # [ownership] checked again before writing
+            return
         if step.late_ms:
             for late in step.late_ms:
                 self.metrics.late_events.inc()
@@ -414,6 +437,8 @@ class LeadflowApp:
         now = now_ms()
         producer = self.app.producer
         for p, timers in list(self.timers.items()):
+            if not self.ownership.serves(p):  # [ownership] no commands while not surely the owner
+                continue
             inflight = self.inflight.setdefault(p, {})
             stale = [(lead_id, due) for lead_id, (due, sent) in inflight.items()
                      if now - sent > INFLIGHT_RESEND_MS]
@@ -446,6 +471,11 @@ class LeadflowApp:
         now = time.monotonic()
         for tp in list(consumer.assignment()):
             if tp.topic not in sources or tp in paused:
+                continue
+            if not self.ownership.serves(tp.partition):
+                # [ownership] commits cannot succeed then (a broker stall, a lost membership), and a
+                # seek back under faust's in-flight fetches lost an event in the broker stall test
+                self.progress.pop(tp, None)
                 continue
             high = consumer.highwater(tp)
             done = committed_offset(consumer, tp.topic, tp.partition)
@@ -570,6 +600,10 @@ def build_app(
                     **faust_settings(embedded, bootstrap=bootstrap, **overrides))
     app.transport = Transport(app.conf.broker_consumer, app)
     app.transport.exact_ends = embedded  # Tansu's ListOffsets is a batch short (BROKER.md)
+    # [ownership] what this worker may write, kept up to date by the transport
+    ownership = app.transport.ownership = Ownership(
+        app.conf.broker_session_timeout, app.conf.broker_rebalance_timeout,
+        forget=lambda message: forget(app.consumer, message))
 
     table = app.tables.add(LeadTable(
         app, name=TABLE, default=None, partitions=topics.partitions, beacon=app.tables.beacon,
@@ -577,7 +611,7 @@ def build_app(
     ))
     lf = LeadflowApp(app=app, table=table, topics=topics,
                      application=Application(Engine(policy), consumes_rows=True),
-                     lookup=codec.bundled_schemas())
+                     lookup=codec.bundled_schemas(), ownership=ownership)
     lf.application.encode = lf.keep  # in whatever output format the worker is given
     table.owner = lf
     lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag,
@@ -589,7 +623,10 @@ def build_app(
     @app.agent(source, name="leadflow.process")
     async def process(stream: faust.StreamT) -> None:
         async for event in stream.events():
-            await lf.process(event.message)
+            message = event.message
+            if not await lf.ownership.admit(message):  # [ownership] partitions served, now
+                continue
+            await lf.process(message)
 
     @app.timer(interval=TIMER_TICK, name="leadflow.timers")
     async def timers() -> None:

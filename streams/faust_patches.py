@@ -6,6 +6,11 @@
   (``exact_end_offsets``, Tansu), and gives its producer a buffer whose ``flush()`` returns only once
   every table write before it is acknowledged (``DurableBuffer``), so a commit never covers a lost
   write.
+- The same transport tells the worker's ``streams.ownership.Ownership`` (``Transport.ownership``)
+  about its group membership: every heartbeat or SyncGroup that succeeds (``watch_membership``),
+  every revocation and assignment (``GuardedRebalanceListener``); its consumer refuses to
+  acknowledge a message not processed in the current generation (faust acknowledges the messages
+  it skips); ``forget`` gives up a message without acknowledging it.
 - ``committed_offset`` / ``paused_partitions`` read faust's private consumer state.
 """
 
@@ -21,6 +26,8 @@ from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
+
+from streams.ownership import Ownership
 
 log = logging.getLogger("leadflow.worker")
 
@@ -39,6 +46,22 @@ def committed_offset(consumer: Any, topic: str, partition: int) -> int | None:
         return None
 
 
+def forget(consumer: Any, message: Any) -> None:
+    """Give ``message`` up without acknowledging its offset to ``consumer`` (faust's).
+
+    faust acknowledges a stream's event when the agent asks for the next one, and an acknowledged
+    offset may be committed later, even after this worker got the partition back. A message this
+    worker did not process must never be committed by it: it is marked acked here (faust's own ack
+    is then a no-op) and taken off the consumer's messages in flight (private
+    ``Consumer._unacked_messages``, which a revocation waits to empty).
+    """
+    message.acked = True
+    try:
+        consumer._unacked_messages.discard(message)
+    except Exception:  # noqa: BLE001 - no consumer, or faust changed: cleaned up as acked anyway
+        pass
+
+
 def paused_partitions(consumer: Any) -> set[TP]:
     """Partitions faust holds paused (private ``Consumer._paused_partitions``), for /health."""
     try:
@@ -54,6 +77,12 @@ class _FastFetchThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS   # read by AIOKafkaConsumer.start()
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        ownership = getattr(self.transport, "ownership", None)
+        if ownership is not None:
+            watch_membership(self._consumer, ownership)
 
     async def seek_to_committed(self) -> Any:
         return await self.call_thread(self._seek_to_committed)
@@ -133,7 +162,73 @@ async def exact_end_offsets(servers: list[str], ends: dict[TP, int], **client: A
     return exact
 
 
+#: Kafka API keys of the requests whose success proves the membership when they were sent.
+HEARTBEAT, SYNC_GROUP = 12, 14
+
+
+def watch_membership(consumer: Any, ownership: Ownership) -> None:
+    """Renew ``ownership``'s lease whenever a heartbeat or a SyncGroup of ``consumer`` (an
+    AIOKafkaConsumer) succeeds, from the moment the request was sent.
+
+    A broker restarts a member's session timer when it receives either, so a lease counted from the
+    send ends before the broker's timer does. REBALANCE_IN_PROGRESS (which aiokafka's heartbeat
+    treats as success) and every other error renew nothing. Wraps the private
+    ``GroupCoordinator._send_req`` of this consumer only.
+    """
+    coordinator = getattr(consumer, "_coordinator", None)
+    if coordinator is None or getattr(coordinator, "_leadflow_watched", False):
+        return
+    send = coordinator._send_req
+
+    async def send_req(request: Any) -> Any:
+        if getattr(request, "API_KEY", None) not in (HEARTBEAT, SYNC_GROUP):
+            return await send(request)
+        generation, sent_at = coordinator.generation, time.monotonic()
+        response = await send(request)
+        if getattr(response, "error_code", None) == 0:
+            ownership.renew(generation, sent_at)
+        return response
+
+    coordinator._send_req = send_req
+    coordinator._leadflow_watched = True
+
+
+class GuardedRebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
+    """faust's rebalance listener, telling ``Transport.ownership`` first: a revocation stops every
+    write before faust starts its own revocation work; an assignment names its generation."""
+
+    def _ownership(self) -> Ownership | None:
+        return getattr(self._thread.transport, "ownership", None)
+
+    def on_partitions_revoked(self, revoked: Any) -> Any:
+        ownership = self._ownership()
+        if ownership is not None:
+            try:  # aiokafka resets the generation when the broker no longer knows the member
+                lost = self._thread._ensure_consumer()._coordinator.generation < 0
+            except Exception:  # noqa: BLE001
+                lost = False
+            ownership.on_revoke(membership_lost=lost)
+        return super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        ownership = self._ownership()
+        if ownership is not None:
+            ownership.on_assign(self._thread._ensure_consumer()._coordinator.generation)
+        await super().on_partitions_assigned(assigned)
+
+
 class _FastFetchConsumer(faust_aiokafka.Consumer):
+    RebalanceListener = GuardedRebalanceListener
+
+    def ack(self, message: Any) -> bool:
+        """faust's ack, refused for a message not processed in the current generation
+        (``Ownership.may_ack``): such a message is forgotten, so its offset is never committed here."""
+        ownership = getattr(self.transport, "ownership", None)
+        if ownership is not None and not message.acked and not ownership.may_ack(message):
+            forget(self, message)
+            return False
+        return super().ack(message)
+
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -192,3 +287,5 @@ class Transport(faust_aiokafka.Transport):
     Producer = _DurableProducer
     #: correct ListOffsets(latest) by reading the last batch (set for Tansu only)
     exact_ends: bool = False
+    #: told about heartbeats and rebalances; decides what the worker may write (set by build_app)
+    ownership: Ownership | None = None

@@ -73,10 +73,23 @@ def decode(raw: bytes) -> Row:
     return Row(lead, outbox, doc.get("v", 0), held, doc.get("wake"))
 
 
+_V: Final = b'{"v":'
+
+
 def version_of(raw: bytes | None) -> int:
-    """The version of an encoded row (-1 for none)."""
+    """The version of an encoded row (-1 for none, 0 for a row without one).
+
+    ``encode`` writes ``v`` first, so it is read from the row's first bytes: recovery and standby
+    replicas call this for every changelog record."""
     if not raw:
         return -1
+    if raw[:5] == _V:
+        end = raw.find(b",", 5)
+        if end > 5:
+            try:
+                return int(raw[5:end])
+            except ValueError:
+                pass
     return orjson.loads(raw).get("v", 0)
 
 
