@@ -8,6 +8,7 @@ lists, and the idempotency memory as one bytes blob of 8-byte event-id digests, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lifecycle.frozen import quick_init
 from typing import Any, Final
 
 from lifecycle.events import Fields
@@ -25,6 +26,7 @@ DEDUPE_WINDOW: Final = 4096
 _WINDOW_BYTES: Final = 8 * DEDUPE_WINDOW
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OpenSla:
     """One running SLA instance: the steps still to fire and how many already fired."""
