@@ -25,7 +25,7 @@ from lifecycle.events import (
     SalesDispositioned,
     SalesTouched,
 )
-from lifecycle.grading import Grader, campaign_of, channel_of, merge_fields
+from lifecycle.grading import Grader, campaign_of, channel_of, merge_fields, shared_pairs
 from lifecycle.lead import BREACH, ESCALATION, HISTORY_LENGTH, WARNING, Lead, OpenSla
 from lifecycle.policy import Policy
 from lifecycle.records import AlertRecord, LifecycleRecord
@@ -276,7 +276,7 @@ class Engine:
         lead.hold_since = lead.hold_until = None  # a stage change ends a hold with the old SLAs
         lead.stage = dest
         lead.stage_entered_at = at
-        lead.history = (lead.history + ((dest._value_, at, event.event_type),))[-HISTORY_LENGTH:]
+        lead.add_history(dest._value_, at, event.event_type)
         if dest is Stage.MQL:
             if lead.owner_id is None:
                 lead.mql_owners = ()
@@ -336,7 +336,7 @@ class Engine:
             if kind is FormFilled and event.fields:  # type: ignore[attr-defined]
                 fields = merge_fields(lead.fields, event.fields)  # type: ignore[attr-defined]
                 if fields != lead.fields:
-                    lead.fields = fields
+                    lead.fields = shared_pairs(fields)
                     if self._grading:
                         self._regrade(lead)
         elif kind is DealStageChanged and event.amount is not None:  # type: ignore[attr-defined]
