@@ -9,6 +9,7 @@ The files appear in the output directory only when the run completed, with ``man
 
 from __future__ import annotations
 
+import gc
 import os
 import stat
 import sys
@@ -90,13 +91,34 @@ class Source:
         return None
 
 
+#: Lines between two ``gc.freeze()`` calls while a replay reads (``read_lines``).
+FREEZE_EVERY = 1 << 16
+
+
 def read_lines(source: Source, stream: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
     """``(line number from 1, line without its newline, bytes consumed)``; blank lines are skipped,
-    a line over ``jsonlines.MAX_LINE_BYTES`` comes as a ``jsonlines.LongLine``; a read error names the input."""
+    a line over ``jsonlines.MAX_LINE_BYTES`` comes as a ``jsonlines.LongLine``; a read error names the input.
+
+    Every ``FREEZE_EVERY`` lines what is alive is moved out of the collector's sight
+    (``gc.freeze``), until the source is read: the leads' rows hold no reference cycles and are
+    freed by reference counting, but collections walked them again and again (with the default
+    thresholds, ~12% of the CPU of a replay of 1 000 000 events over 100 000 leads); young
+    collections are made rarer too. Garbage cycles frozen on the way are collected after
+    ``gc.unfreeze``; the thresholds are restored."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])  # and fewer young collections
+    next_freeze = FREEZE_EVERY
     try:
-        yield from jsonlines.read_lines(stream)
+        for item in jsonlines.read_lines(stream):
+            yield item
+            if item[0] >= next_freeze:
+                gc.freeze()
+                next_freeze = item[0] + FREEZE_EVERY
     except OSError as exc:
         raise InputError(f"cannot read {source.name}: {exc.strerror or exc}") from None
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 def decode_line(line: bytes) -> LeadEvent:

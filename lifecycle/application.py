@@ -12,6 +12,7 @@ in-memory rows, the worker with the wall clock, a faust table and a producer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lifecycle.frozen import quick_init
 from typing import Callable, Generic, NamedTuple, TypeVar
 
 import bisect
@@ -46,6 +47,7 @@ class Sent(Generic[T]):
     records: tuple[T, ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class Row(Generic[T]):
     lead: Lead | None = None
@@ -96,7 +98,7 @@ class Application(Generic[T]):
 
     @property
     def reorder_ms(self) -> int:
-        return self.engine.policy.lateness.reorder_ms
+        return self.engine.reorder_ms
 
     def on_event(
         self, row: Row[T], event: LeadEvent, now: int, position: Position | None = None,
@@ -112,10 +114,13 @@ class Application(Generic[T]):
         dropped from the outbox).
         """
         lead = row.lead
-        if (lead is not None and lead.has_seen(event_digest(event.event_id))) or any(
+        digest = event_digest(event.event_id)
+        if (lead is not None and lead.has_seen(digest)) or (row.held and any(
             held.event_id == event.event_id for held in row.held
-        ):
+        )):
             return self._repeat(row, event.event_id)
+        if not row.held and not self.engine.reorder_ms:
+            return self._on_event_now(row, lead, event, digest, now, position, committed)
         work = _Work(lead, row.held, self.consumes_rows)
         self._catch_up(work, now, inclusive=False)
         if self.reorder_ms:
@@ -126,6 +131,39 @@ class Application(Generic[T]):
         else:
             self._apply(work, event, now)
         return self._save(row, work, event.event_id, position, committed)
+
+    def _on_event_now(
+        self, row: Row[T], lead: Lead | None, event: LeadEvent, digest: bytes, now: int, position: Position | None,
+        committed: Committed,
+    ) -> Step[T]:
+        """``on_event`` without a reorder window or held events (the common case): the same steps
+        as ``_catch_up`` + ``_apply`` + ``_save``, without their bookkeeping objects."""
+        engine = self.engine
+        owned = self.consumes_rows
+        records: Records = []
+        if lead is not None:
+            wake = engine.wake_at(lead)
+            if wake is not None and wake < now:  # an SLA step the clock passed before the event
+                fired = engine.fire(lead, now, now - 1)
+                if fired.lead is not lead:
+                    lead, owned = fired.lead, True
+                    records.extend(fired.records)
+        outcome = engine.apply_new(lead, event, now, digest, in_place=owned)
+        lead = outcome.lead
+        if records:
+            records.extend(outcome.records)
+        else:
+            records = outcome.records
+        sends = tuple(map(self.encode, records)) if self.encode is not _same else tuple(records)
+        outbox = row.outbox
+        if position is not None:
+            outbox = tuple(sent for sent in outbox if not committed(sent.position))
+            if sends:
+                outbox = (*outbox, Sent(event.event_id, position, sends))
+            outbox = outbox[-OUTBOX_CAP:]
+        late = (outcome.late_ms,) if outcome.late_ms else ()
+        return _new(Step, (Row(lead, outbox, row.version + 1, (), engine.wake_at(lead)), records, sends, False, True,
+                           late))
 
     def on_timer(
         self, row: Row[T], message_id: str, now: int, position: Position | None = None,
@@ -223,6 +261,9 @@ class Application(Generic[T]):
             wake = release if wake is None else min(wake, release)
         return Step(Row(lead, outbox, row.version + 1, held, wake), records, sends, changed=True,
                     late_ms=tuple(work.late))
+
+
+_new = tuple.__new__  # a NamedTuple built without its keyword-parsing ``__new__``
 
 
 class _Work:

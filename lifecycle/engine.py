@@ -25,7 +25,7 @@ from lifecycle.events import (
     SalesDispositioned,
     SalesTouched,
 )
-from lifecycle.grading import Grader, campaign_of, channel_of, merge_fields
+from lifecycle.grading import Grader, campaign_of, channel_of, merge_fields, shared_pairs
 from lifecycle.lead import BREACH, ESCALATION, HISTORY_LENGTH, WARNING, Lead, OpenSla
 from lifecycle.policy import Policy
 from lifecycle.records import AlertRecord, LifecycleRecord
@@ -48,6 +48,9 @@ _NEW = Stage.NEW._value_  # ``_value_``: Enum's ``.value`` is a property, measur
 _MARKETING_STAGES = frozenset({Stage.NEW, Stage.ENGAGED, Stage.RECYCLED})
 
 
+_new = tuple.__new__  # a NamedTuple built without its keyword-parsing ``__new__``
+
+
 def _interned(text: str | None) -> str | None:
     return None if text is None else _intern(text)
 
@@ -65,6 +68,7 @@ class Engine:
     def __init__(self, policy: Policy | None = None) -> None:
         self.policy = policy if policy is not None else Policy()
         self.policy_version = self.policy.policy_version  # stamped on every record
+        self.reorder_ms = self.policy.lateness.reorder_ms  # the reorder window (SPEC 9), 0 for none
         scoring = self.policy.scoring
         self._form_points = scoring.table("form_fill")
         self._email_points = scoring.table("email_engagement")
@@ -88,6 +92,14 @@ class Engine:
         the old version (the processor) saves a copy per event.
         """
         digest = ids.event_digest(event.event_id)
+        if lead is not None and lead.has_seen(digest):
+            return Outcome(lead, [], True)
+        return self.apply_new(lead, event, now, digest, in_place=in_place)
+
+    def apply_new(self, lead: Lead | None, event: LeadEvent, now: int, digest: bytes, *, in_place: bool = False
+                  ) -> Outcome:
+        """``apply`` of an event the caller knows ``lead`` has not seen; ``digest`` is its
+        ``ids.event_digest``."""
         records: Records = []
         if lead is None:
             lead = Lead(_intern(event.lead_id), created_at=event.occurred_at)
@@ -95,8 +107,6 @@ class Engine:
             self._remember(lead, event)  # the creation record carries the event's attribution and grade
             records.append(self._transition_record(lead, None, Stage.NEW, event, None))
             lead.history = ((_NEW, event.occurred_at, event.event_type),)
-        elif lead.has_seen(digest):
-            return Outcome(lead, records, True)
         else:
             if not in_place:
                 lead = lead.copy()
@@ -109,7 +119,7 @@ class Engine:
             late_ms = 0
         if lead.stage not in TERMINAL:  # customer and disqualified absorb every later event
             self._handlers[type(event)](lead, event, now, records)
-        return Outcome(lead, records, late_ms=late_ms)
+        return _new(Outcome, (lead, records, False, late_ms))
 
     def fire(self, lead: Lead, now: int, until: int | None = None) -> Outcome:
         """Emit every SLA step (warning, breach, escalation) whose threshold + the lateness delay
@@ -266,7 +276,7 @@ class Engine:
         lead.hold_since = lead.hold_until = None  # a stage change ends a hold with the old SLAs
         lead.stage = dest
         lead.stage_entered_at = at
-        lead.history = (lead.history + ((dest._value_, at, event.event_type),))[-HISTORY_LENGTH:]
+        lead.add_history(dest._value_, at, event.event_type)
         if dest is Stage.MQL:
             if lead.owner_id is None:
                 lead.mql_owners = ()
@@ -326,7 +336,7 @@ class Engine:
             if kind is FormFilled and event.fields:  # type: ignore[attr-defined]
                 fields = merge_fields(lead.fields, event.fields)  # type: ignore[attr-defined]
                 if fields != lead.fields:
-                    lead.fields = fields
+                    lead.fields = shared_pairs(fields)
                     if self._grading:
                         self._regrade(lead)
         elif kind is DealStageChanged and event.amount is not None:  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ with validation and DLQ error codes) lives in ``schemas.codec``; this module onl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lifecycle.frozen import quick_init
 from typing import ClassVar, Final
 
 FORM_FILL: Final = "form_fill"
@@ -36,6 +37,7 @@ FieldValue = str | int | float
 Fields = tuple[tuple[str, FieldValue], ...]
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeadEvent:
     """Fields every event carries. ``occurred_at`` is event time in epoch milliseconds (UTC)."""
@@ -47,6 +49,7 @@ class LeadEvent:
     source: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FormFilled(LeadEvent):
     event_type: ClassVar[str] = FORM_FILL
@@ -58,6 +61,7 @@ class FormFilled(LeadEvent):
     fields: Fields = ()  # (name, value) pairs in the order sent; names are unique
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmailEngaged(LeadEvent):
     event_type: ClassVar[str] = EMAIL_ENGAGEMENT
@@ -65,6 +69,7 @@ class EmailEngaged(LeadEvent):
     campaign_id: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SalesTouched(LeadEvent):
     event_type: ClassVar[str] = SALES_TOUCH
@@ -73,6 +78,7 @@ class SalesTouched(LeadEvent):
     outcome: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LeadAssigned(LeadEvent):
     event_type: ClassVar[str] = LEAD_ASSIGNED
@@ -80,6 +86,7 @@ class LeadAssigned(LeadEvent):
     team: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SalesDispositioned(LeadEvent):
     event_type: ClassVar[str] = SALES_DISPOSITION
@@ -89,6 +96,7 @@ class SalesDispositioned(LeadEvent):
     until: int | None = None  # ``hold`` only: when the hold ends by itself (epoch ms)
 
 
+@quick_init
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DealStageChanged(LeadEvent):
     event_type: ClassVar[str] = DEAL_STAGE_CHANGE

@@ -56,6 +56,31 @@ def merge_fields(held: Fields, new: Fields) -> Fields:
     return tuple(merged.items())
 
 
+#: (name, value) pairs of leads' fields, each kept once: most values come from small vocabularies
+#: (country, industry, title), so leads share their pairs instead of holding ~60 bytes of
+#: copies each (~400 bytes a lead in replay). Bounded: emptied when it reaches this many.
+_PAIRS_MAX = 16_384
+_pairs: dict[tuple[str, FieldValue], tuple[str, FieldValue]] = {}  # a pair -> the one kept
+
+
+def shared_pairs(fields: Fields) -> Fields:
+    """``fields`` with each pair replaced by an equal one already held, when there is one."""
+    pairs = _pairs
+    if len(pairs) + len(fields) > _PAIRS_MAX:
+        pairs.clear()
+    out = []
+    for pair in fields:
+        kind = type(pair[1])
+        # only strings and ints: equal ones are indistinguishable (1.0 == 1 == True, -0.0 == 0.0)
+        if kind is str or kind is int:
+            kept = pairs.get(pair)
+            if kept is None or type(kept[1]) is not kind:
+                kept = pairs[pair] = pair
+            pair = kept
+        out.append(pair)
+    return tuple(out)
+
+
 def as_number(value: FieldValue) -> float | None:
     """A number, or a string that reads as one (``" 1200 "``); None otherwise."""
     if type(value) is str:

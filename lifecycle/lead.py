@@ -8,6 +8,7 @@ lists, and the idempotency memory as one bytes blob of 8-byte event-id digests, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lifecycle.frozen import quick_init
 from typing import Any, Final
 
 from lifecycle.events import Fields
@@ -25,6 +26,7 @@ DEDUPE_WINDOW: Final = 4096
 _WINDOW_BYTES: Final = 8 * DEDUPE_WINDOW
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class OpenSla:
     """One running SLA instance: the steps still to fire and how many already fired."""
@@ -45,6 +47,10 @@ class OpenSla:
     @property
     def breached(self) -> bool:
         return any(kind == BREACH for kind, _ in self.steps[: self.fired])
+
+
+def _flat(entries: tuple[tuple[str, int, str], ...]) -> tuple[str | int, ...]:
+    return tuple(value for entry in entries for value in entry)
 
 
 #: Lead fields of SPEC section 10 that ``to_state`` writes only when set.
@@ -68,7 +74,7 @@ class Lead:
         "last_activity_at",
         "slas",
         "mql_owners",
-        "history",
+        "_history",
         "seen",
         "hold_since",
         "hold_until",
@@ -119,7 +125,8 @@ class Lead:
         self.last_activity_at = last_activity_at
         self.slas = slas  # open SLA instances of the current stage
         self.mql_owners = mql_owners  # distinct owners while waiting for the first touch (ping-pong)
-        self.history = history  # the last HISTORY_LENGTH (to_stage, at, trigger_event_type)
+        # the last HISTORY_LENGTH (to_stage, at, trigger_event_type), kept flat (``history``)
+        self._history: tuple[str | int, ...] = _flat(history)
         # The last DEDUPE_WINDOW applied event ids as 8-byte digests, oldest first. Immutable, so
         # copies of a lead never share it; finding a digest is one memchr-speed scan of <= 32 KB.
         self.seen = seen
@@ -152,7 +159,7 @@ class Lead:
         clone.last_activity_at = self.last_activity_at
         clone.slas = self.slas
         clone.mql_owners = self.mql_owners
-        clone.history = self.history
+        clone._history = self._history
         clone.seen = self.seen
         clone.hold_since = self.hold_since
         clone.hold_until = self.hold_until
@@ -166,6 +173,24 @@ class Lead:
         clone.hand_raised = self.hand_raised
         clone.deal_amount = self.deal_amount
         return clone
+
+    @property
+    def history(self) -> tuple[tuple[str, int, str], ...]:
+        """The last ``HISTORY_LENGTH`` stage changes: ``(to_stage, at, trigger_event_type)``.
+
+        Kept as one flat tuple (``to_stage, at, type, to_stage, ...``): a tuple per entry cost
+        ~64 bytes more, ~300 bytes a lead in a replay of 100 000 leads."""
+        flat = self._history
+        return tuple(zip(flat[0::3], flat[1::3], flat[2::3]))  # type: ignore[arg-type]
+
+    @history.setter
+    def history(self, entries: tuple[tuple[str, int, str], ...]) -> None:
+        self._history = _flat(entries)
+
+    def add_history(self, to_stage: str, at: int, event_type: str) -> None:
+        """Append a stage change, keeping the last ``HISTORY_LENGTH``."""
+        flat = self._history + (to_stage, at, event_type)
+        self._history = flat if len(flat) <= 3 * HISTORY_LENGTH else flat[-3 * HISTORY_LENGTH:]
 
     def has_seen(self, digest: bytes) -> bool:
         seen = self.seen

@@ -7,6 +7,7 @@ replay byte-for-byte deterministic. Times are epoch milliseconds here and RFC 33
 from __future__ import annotations
 
 from dataclasses import dataclass
+from lifecycle.frozen import quick_init
 from typing import Any, Final
 
 ALERT_TYPES: Final = (
@@ -15,6 +16,7 @@ ALERT_TYPES: Final = (
 )
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class LifecycleRecord:
     """One stage change of one lead (topic ``lead.lifecycle``)."""
@@ -42,6 +44,7 @@ class LifecycleRecord:
     policy_version: str | None = None  # the policy that judged it (SPEC 11); None in older records
 
 
+@quick_init
 @dataclass(frozen=True, slots=True)
 class AlertRecord:
     """An SLA warning, breach, broken handoff or resolution (topic ``lead.alerts``)."""

@@ -70,3 +70,26 @@ def test_a_row_written_with_a_longer_memory_reads_back_within_the_window():
     state["seen"] = b"".join(event_digest(f"x{i}") for i in range(DEDUPE_WINDOW + 5)).hex()
     lead = Lead.from_state(state)
     assert lead.seen_count == DEDUPE_WINDOW and lead.has_seen(event_digest(f"x{DEDUPE_WINDOW + 4}"))
+
+
+def test_history_is_kept_flat_and_reads_back_as_triples_of_the_last_eight() -> None:
+    from lifecycle.lead import HISTORY_LENGTH
+
+    lead = Lead("L-1", history=(("new", 1, "form_fill"),))
+    for at in range(2, 12):
+        lead.add_history("engaged", at, "email_engagement")
+    assert len(lead.history) == HISTORY_LENGTH
+    assert lead.history[0] == ("engaged", 4, "email_engagement") and lead.history[-1][1] == 11
+    assert len(lead._history) == 3 * HISTORY_LENGTH  # one flat tuple, not a tuple per entry
+    assert Lead.from_state(lead.to_state()) == lead
+    assert lead.to_state()["history"][-1] == ["engaged", 11, "email_engagement"]
+
+
+def test_leads_share_equal_field_pairs_and_keep_the_type_they_got() -> None:
+    from lifecycle.grading import shared_pairs
+
+    first = shared_pairs((("country", "DE"), ("employees", 500)))
+    second = shared_pairs((("country", "D" + "E"), ("employees", 500), ("ratio", 1.0), ("flag", True)))
+    assert second[0] is first[0] and second[1] is first[1]
+    assert second == (("country", "DE"), ("employees", 500), ("ratio", 1.0), ("flag", True))
+    assert type(shared_pairs((("employees", 500.0),))[0][1]) is float  # never the int 500 it equals
