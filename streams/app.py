@@ -256,10 +256,11 @@ class LeadflowApp:
         return done is not None and done > position.offset
 
     async def _save_and_send(self, lead_id: str, step: Step, message: Any,
-                             headers: list[tuple[str, bytes]] | None = None) -> None:
-        """Save the step's row (if it changed) and send what the step says, in that order."""
+                             headers: list[tuple[str, bytes]] | None = None) -> bool:
+        """Save the step's row (if it changed) and send what the step says, in that order; False
+        if the partition is no longer served here (nothing written)."""
         if not await self.ownership.admit(message):  # [ownership] checked again before writing
-            return
+            return False
         if step.late_ms:
             for late in step.late_ms:
                 self.metrics.late_events.inc()
@@ -283,6 +284,7 @@ class LeadflowApp:
             self.metrics.reemitted.inc(len(step.sends))
         if step.sends:
             await self._send(lead_id, step.sends, headers)
+        return True
 
     async def _send(self, lead_id: str, sends: Iterable[tuple[str, str]],
                     headers: list[tuple[str, bytes]] | None = None) -> None:
@@ -324,21 +326,21 @@ class LeadflowApp:
         timers.set(lead_id, wake)
 
     # -- the agent's work, per message ----------------------------------------------------------
-    async def handle(self, message: Any) -> None:
+    async def handle(self, message: Any) -> bool:
+        """Apply one message; False if it was given up (its partition is no longer served here)."""
         topic = message.topic
         if topic == self.topics.timer_commands:
-            await self._on_timer_command(message)
-            return
+            return await self._on_timer_command(message)
         value = message.value if message.value is not None else b""
         try:
             event = codec.decode(value, self.lookup)
         except EventError as error:
             await self._dead_letter(message, value, error)
-            return
+            return True
         future = codec.check_not_future(event, now_ms(), self.future_margin_ms)
         if future is not None:  # live, the wall clock judges SLAs: an event from the future cannot be
             await self._dead_letter(message, value, future)
-            return
+            return True
         lead_id = event.lead_id
         p = self.partition_for(lead_id)
         key = lead_id.encode()
@@ -349,8 +351,8 @@ class LeadflowApp:
         if topic != self.topics.events_by_lead and (message.partition != p or message.key != key):
             await self._produce(self.topics.events_by_lead, key, value, p, headers=headers)
             self.metrics.forwarded.inc()
-            return
-        await self._on_event(event, message, headers)
+            return True
+        return await self._on_event(event, message, headers)
 
     async def _dead_letter(self, message: Any, value: bytes, error: EventError) -> None:
         record = codec.dlq_record(value, message.key, error, message.topic, message.partition,
@@ -359,18 +361,19 @@ class LeadflowApp:
                             headers=trace_headers(message.headers))
         self.metrics.dlq.labels(error.code).inc()
 
-    async def process(self, message: Any) -> None:
+    async def process(self, message: Any) -> bool:
         """One message, whatever happens: a record's fault becomes a ``processing_failed`` dead
         letter and the stream goes on; a store's fault stops progress (nothing is acknowledged,
         so nothing is committed past it), turns ``/health`` unhealthy and retries the message
         (applying it twice changes nothing) — for ``store_retry_seconds``, then the worker stops
-        with the cause, to carry on from the same offset once restarted."""
+        with the cause, to carry on from the same offset once restarted. False: the message was
+        given up (its partition is no longer served here), so it is not applied."""
         attempt = 0
         started = time.monotonic()
         while True:
             try:
                 try:
-                    await self.handle(message)
+                    applied = await self.handle(message)
                 except (StoreFailure, asyncio.CancelledError):
                     raise
                 except Exception as exc:  # noqa: BLE001 - the record's fault: never stop the stream
@@ -380,6 +383,7 @@ class LeadflowApp:
                     if message.topic != self.topics.timer_commands:
                         value = message.value if message.value is not None else b""
                         await self._dead_letter(message, value, EventError("processing_failed", repr(exc)[:500]))
+                    applied = True
             except StoreFailure as failure:
                 if self.store_failure is None:
                     log.error("store failed at %s/%s@%s, retrying until it works: %s", message.topic,
@@ -393,31 +397,31 @@ class LeadflowApp:
                     self.fatal = (f"{failure} (nothing committed past {where}; restart once the store "
                                   "works)")
                     await self.app.crash(StoreFailure(self.fatal))
-                    return
+                    return False
                 await asyncio.sleep(STORE_RETRY[min(attempt, len(STORE_RETRY) - 1)])
                 attempt += 1
                 continue
             if self.store_failure is not None:
                 log.warning("store works again after %d retries", attempt)
                 self.store_failure = None
-            return
+            return applied
 
-    async def _on_event(self, event: LeadEvent, message: Any, headers: list[tuple[str, bytes]]) -> None:
+    async def _on_event(self, event: LeadEvent, message: Any, headers: list[tuple[str, bytes]]) -> bool:
         self.metrics.events.labels(event.event_type).inc()
         position = Position(message.topic, message.partition, message.offset)
         step = self.application.on_event(self.load(event.lead_id), event, now_ms(), position, self.committed)
         if step.duplicate:
             self.metrics.duplicates.inc()
-        await self._save_and_send(event.lead_id, step, message, headers)
+        return await self._save_and_send(event.lead_id, step, message, headers)
 
-    async def _on_timer_command(self, message: Any) -> None:
+    async def _on_timer_command(self, message: Any) -> bool:
         try:
             command = orjson.loads(message.value)
             lead_id, due, command_id = command["lead_id"], int(command["due"]), command["id"]
         except (ValueError, TypeError, KeyError):
             log.warning("unreadable timer command at %s/%s@%s: %r", message.topic, message.partition,
                         message.offset, message.value)
-            return
+            return True
         p = message.partition
         inflight = self.inflight.get(p)
         if inflight is not None and inflight.get(lead_id, (None,))[0] == due:
@@ -430,7 +434,7 @@ class LeadflowApp:
             self.metrics.lateness.observe(max(0, now - due) / 1000)
         else:  # done already (a redelivery) or rescheduled meanwhile
             self._schedule(p, lead_id, row.wake_at)
-        await self._save_and_send(lead_id, step, message)
+        return await self._save_and_send(lead_id, step, message)
 
     async def tick(self) -> None:
         """Send a command for every lead whose deadline passed; resend commands that got lost."""
@@ -462,7 +466,8 @@ class LeadflowApp:
                 self.metrics.timer_commands.inc()
 
     async def unstall(self) -> None:
-        """Re-read every source partition whose committed offset stays behind its high watermark."""
+        """Re-read every source partition whose committed offset stays behind its high watermark,
+        from its frontier (the first record fetched and not applied: faust may have dropped it)."""
         if not self.recovered:
             return
         consumer = self.app.consumer
@@ -486,11 +491,14 @@ class LeadflowApp:
                 continue
             if now - since < STALL_SECONDS:
                 continue
-            log.warning("partition %s/%s: committed offset stuck at %s below %s for %.0f s; re-reading from it",
-                        tp.topic, tp.partition, target, high, now - since)
+            position = consumer.frontier.position(tp)
+            log.warning("partition %s/%s: committed offset stuck at %s below %s for %.0f s; re-reading "
+                        "from %s", tp.topic, tp.partition, target, high, now - since,
+                        position if position is not None else target)
             self.progress[tp] = (target, now)
             self.metrics.stalls.inc()
-            await consumer.seek(tp, target)
+            if position is None or not await consumer.rewind(tp):
+                await consumer.seek(tp, target)
 
     # -- operations ------------------------------------------------------------------------------
     def lag(self) -> Iterator[tuple[str, int, int]]:
@@ -613,6 +621,7 @@ def build_app(
                      application=Application(Engine(policy), consumes_rows=True),
                      lookup=codec.bundled_schemas(), ownership=ownership)
     lf.application.encode = lf.keep  # in whatever output format the worker is given
+    app.transport.frontier_topics = frozenset(lf.source_topics)  # [ownership] applied in log order
     table.owner = lf
     lf.metrics.bind(pending=lf.pending_timers, partitions=lambda: len(lf.timers), lag=lf.lag,
                     policy=lambda: lf.engine.policy)
@@ -622,11 +631,15 @@ def build_app(
 
     @app.agent(source, name="leadflow.process")
     async def process(stream: faust.StreamT) -> None:
+        consumer = app.consumer
         async for event in stream.events():
             message = event.message
             if not await lf.ownership.admit(message):  # [ownership] partitions served, now
                 continue
-            await lf.process(message)
+            if not await consumer.in_order(message):  # [ownership] each partition in log order
+                continue
+            if await lf.process(message):
+                consumer.applied(message)
 
     @app.timer(interval=TIMER_TICK, name="leadflow.timers")
     async def timers() -> None:

@@ -8,9 +8,10 @@
   write.
 - The same transport tells the worker's ``streams.ownership.Ownership`` (``Transport.ownership``)
   about its group membership: every heartbeat or SyncGroup that succeeds (``watch_membership``),
-  every revocation and assignment (``GuardedRebalanceListener``); its consumer refuses to
-  acknowledge a message not processed in the current generation (faust acknowledges the messages
-  it skips); ``forget`` gives up a message without acknowledging it.
+  every revocation and assignment (``GuardedRebalanceListener``); ``forget`` gives up a message
+  without acknowledging it.
+- Its consumer applies each source partition in log order and commits only what was applied
+  (``streams.ownership.Frontier``: the fetched offsets, ``ReadOffsets``, the capped ``_new_offset``).
 - ``committed_offset`` / ``paused_partitions`` read faust's private consumer state.
 """
 
@@ -27,7 +28,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP
 
-from streams.ownership import Ownership
+from streams.ownership import EARLY, NEXT, Frontier, Ownership
 
 log = logging.getLogger("leadflow.worker")
 
@@ -217,17 +218,158 @@ class GuardedRebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
         await super().on_partitions_assigned(assigned)
 
 
+class ReadOffsets(dict):
+    """faust's ``Consumer._read_offset`` (the last offset its fetch loop handed on, per partition; it
+    drops any fetched record below it), with a *floor* per partition while that partition is read
+    again from an earlier offset.
+
+    After a seek back, faust's fetch loop still finishes the batch it was handing on, and sets the
+    read offset to each of those later records: the re-fetched records then fell below it and were
+    dropped unseen. While a floor is set, the read offset does not move above it; the floor goes once
+    the agent has applied the record at it (:meth:`lift`).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.floors: dict[Any, int] = {}
+
+    def __missing__(self, tp: Any) -> None:  # as faust's defaultdict(lambda: None)
+        return None
+
+    def __setitem__(self, tp: Any, offset: int | None) -> None:
+        floor = self.floors.get(tp)
+        if floor is not None and offset is not None and offset > floor:
+            offset = floor
+        super().__setitem__(tp, offset)
+
+    def lower(self, tp: Any, offset: int) -> None:
+        self.floors[tp] = offset
+
+    def lift(self, tp: Any, offset: int) -> None:
+        if self.floors.get(tp) == offset:
+            del self.floors[tp]
+
+    def clear_floors(self, tps: Iterable[Any] | None = None) -> None:
+        if tps is None:
+            self.floors.clear()
+        else:
+            for tp in tps:
+                self.floors.pop(tp, None)
+
+
+#: A partition read again from its frontier is not read again for the same position sooner, seconds.
+REWIND_AGAIN = 1.0
+
+
 class _FastFetchConsumer(faust_aiokafka.Consumer):
+    """faust's consumer, applying each source partition in log order and committing only what was
+    applied (``streams.ownership.Frontier``; the agent calls :meth:`in_order` and :meth:`applied`).
+
+    faust's own acknowledgements are not enough: its compiled stream iterator acknowledges inline,
+    without calling ``Consumer.ack``, and its commit rule accepts a gap of one record after the
+    committed offset. So every commit is capped at the frontier (:meth:`_new_offset`)."""
+
     RebalanceListener = GuardedRebalanceListener
 
-    def ack(self, message: Any) -> bool:
-        """faust's ack, refused for a message not processed in the current generation
-        (``Ownership.may_ack``): such a message is forgotten, so its offset is never committed here."""
-        ownership = getattr(self.transport, "ownership", None)
-        if ownership is not None and not message.acked and not ownership.may_ack(message):
-            forget(self, message)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.frontier = Frontier()
+        self._read_offset = ReadOffsets()
+        self._rewinds: dict[TP, tuple[int, float]] = {}
+        #: records given up because an earlier one was not applied yet; partitions read again
+        self.early = 0
+        self.rewinds = 0
+
+    @property
+    def frontier_topics(self) -> frozenset[str]:
+        """The topics whose partitions the frontier follows: the agent's sources (``Transport``)."""
+        return getattr(self.transport, "frontier_topics", frozenset())
+
+    async def _getmany(self, active_partitions: Any, timeout: float) -> Any:
+        epoch = self.frontier.epoch
+        records = await super()._getmany(active_partitions, timeout)
+        if records and epoch == self.frontier.epoch:  # else fetched (partly) before a seek: not facts
+            fetched = self.frontier.fetched
+            for tp, batch in records.items():
+                fetched(tp, [record.offset for record in batch])
+        return records
+
+    async def perform_seek(self) -> None:
+        """faust's seek of every partition to its committed offset (after each rebalance): the
+        frontier of each source partition starts there."""
+        await super().perform_seek()
+        committed = self._committed_offset
+        for tp in self.assignment():
+            if tp.topic in self.frontier_topics:
+                self.frontier.start(tp, committed.get(tp))
+                self._read_offset.clear_floors([tp])
+                self._rewinds.pop(tp, None)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.frontier.stop(revoked)
+        self._read_offset.clear_floors(revoked)
+        for tp in revoked:
+            self._rewinds.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        """faust's next offset to commit for ``tp``, capped at the frontier. The offsets faust would
+        have committed above the cap go back on its list, to count once the frontier has passed them."""
+        offset = super()._new_offset(tp)
+        if offset is None or tp.topic not in self.frontier_topics:
+            return offset
+        capped = self.frontier.cap(tp, offset)
+        if capped == offset:
+            return offset
+        # (faust took them off its list; the frontier's own record counts as one: the cap stops there)
+        keep = range(capped if capped is not None else offset, offset)
+        if keep:
+            acked, index = self._acked[tp], self._acked_index[tp]
+            back = [o for o in keep if o not in index]
+            acked.extend(back)
+            acked.sort()
+            index.update(back)
+        committed = self._committed_offset.get(tp)
+        if capped is None or (committed is not None and capped <= committed):
+            return None
+        return capped
+
+    async def in_order(self, message: Any) -> bool:
+        """Whether ``message`` is the next record of its partition to apply. If not, it is given up
+        (never acknowledged): applied already, or early, in which case the partition is read again
+        from the frontier."""
+        tp = message.tp
+        verdict = self.frontier.verdict(tp, message.offset)
+        if verdict == NEXT:
+            return True
+        forget(self, message)
+        if verdict == EARLY:
+            self.early += 1
+            await self.rewind(tp)
+        return False
+
+    def applied(self, message: Any) -> None:
+        tp = message.tp
+        self.frontier.applied(tp, message.offset)
+        self._read_offset.lift(tp, message.offset)
+
+    async def rewind(self, tp: TP) -> bool:
+        """Read ``tp`` again from its frontier (at most once per position per ``REWIND_AGAIN``)."""
+        position = self.frontier.position(tp)
+        if position is None:
             return False
-        return super().ack(message)
+        now = time.monotonic()
+        last = self._rewinds.get(tp)
+        if last is not None and last[0] == position and now - last[1] < REWIND_AGAIN:
+            return False
+        self._rewinds[tp] = (position, now)
+        self.rewinds += 1
+        if self.rewinds == 1 or self.rewinds % 100 == 0:
+            log.info("%s/%s read again from %s (an earlier record was not applied yet; %d so far)",
+                     tp.topic, tp.partition, position, self.rewinds)
+        self._read_offset.lower(tp, position)
+        await self.seek(tp, position)
+        return True
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _FastFetchThread(self, loop=self.loop, beacon=self.beacon)
@@ -289,3 +431,5 @@ class Transport(faust_aiokafka.Transport):
     exact_ends: bool = False
     #: told about heartbeats and rebalances; decides what the worker may write (set by build_app)
     ownership: Ownership | None = None
+    #: the topics the agent applies in log order (``_FastFetchConsumer.frontier``; set by build_app)
+    frontier_topics: frozenset[str] = frozenset()

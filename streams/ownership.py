@@ -9,7 +9,7 @@ results to the changelog *after* the new owner's rows, so the next worker to rec
 rolled those leads back (one to a lead created anew), and later events then produced stage changes
 that ``leadflow replay`` does not.
 
-Two defences:
+Three defences:
 
 1. **Ownership** (:class:`Ownership`). A message is processed, and its row and output records
    written, only while (a) the worker *serves* the message's partition: assigned to it and recovered
@@ -24,7 +24,21 @@ Two defences:
    revocation work), so the agent drains whatever it had buffered without writing. No timer commands
    are sent for a partition not served.
 
-2. **Row versions** (:func:`newest_rows`). A check cannot be atomic with the write it guards: a write
+2. **Log order** (:class:`Frontier`). In each generation a source partition is applied strictly in
+   log order, from the offset faust positioned it at, each record once; an offset is committed only
+   up to the first record fetched and not yet applied. faust alone does not keep this under a broker
+   stall (measured with the trace of every message, issue 10 item 8): right after a rebalance it
+   resumes a partition before seeking it to the committed offset, so records from the fetcher's old
+   position were applied first (a lead created by its 7th event, its first six applied late); a
+   record of the old generation finished after the seek moves faust's read offset past the
+   re-fetched ones, which it then drops unseen; and its commit rule lets the offset pass one record
+   never acknowledged (``Consumer._new_offset`` accepts a gap of one after the committed offset), so
+   an event was committed unapplied. The frontier takes its facts from the fetcher itself: every
+   record the Kafka client returns, in order (only offsets that are no record, such as transaction
+   markers, are absent), so a record that is not the next one is *early*: it is given up and the
+   partition is read again from the frontier.
+
+3. **Row versions** (:func:`newest_rows`). A check cannot be atomic with the write it guards: a write
    checked just before a stall reaches the broker after it (seen: a row produced before a 20 s pause
    landed behind the new owner's rows). Each row carries ``v`` (``Row.version``: its predecessor's + 1)
    and a changelog replay, recovery and standby replicas alike, keeps the highest version of each lead
@@ -32,13 +46,13 @@ Two defences:
    has reached or passed, so it cannot roll a lead back.
 
 A takeover serves a partition only once faust's recovery of it has completed (``serve`` is called
-from the table's recovery hook, before faust resumes the partition): its rows are then complete,
-because a previous owner commits an offset only after the writes it covers are acknowledged
+from the table's recovery hook) and its frontier has started at the committed offset: its rows are then
+complete, because a previous owner commits an offset only after the writes it covers are acknowledged
 (``faust_patches.DurableBuffer``), recovery reads the changelog to its exact end (``exact_end_offsets``)
 and keeps the highest versions; what a stalled owner wrote late belongs to uncommitted messages, which
 the new owner processes again.
 
-This module is pure (no faust): ``streams.faust_patches`` feeds it heartbeats and rebalances.
+This module is pure (no faust): ``streams.faust_patches`` feeds it heartbeats, rebalances and fetches.
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -58,6 +73,8 @@ LEASE_FACTOR = 0.8
 HOLD_POLL = 0.05
 
 OK, HOLD, DROP = "ok", "hold", "drop"
+#: A record's place in its partition's log, as the frontier sees it (:meth:`Frontier.verdict`).
+NEXT, DONE, EARLY, UNSTARTED = "next", "done", "early", "unstarted"
 
 
 def _mark_acked(message: Any) -> None:
@@ -87,9 +104,8 @@ class Ownership:
         self._last_generation: int | None = None
         #: the membership was lost (the broker forgot it, or a generation went by without it)
         self.lost = False
-        #: messages given up so far; acknowledgements refused so far
+        #: messages given up so far
         self.dropped = 0
-        self.refused_acks = 0
         self._held_since: float | None = None
 
     # -- updates -------------------------------------------------------------------------------
@@ -160,26 +176,6 @@ class Ownership:
             return HOLD
         return OK
 
-    def may_ack(self, message: Any) -> bool:
-        """Whether acknowledging ``message`` may let its offset be committed: only in the generation
-        that fetched it, and not once a revocation has begun.
-
-        faust acknowledges the messages it *skips* too (fetched in an older generation, or read
-        while a rebalance has suspended the flow), and an acknowledged offset is committed if the
-        partition is assigned again: a worker that kept its partition across a lost membership
-        committed past events it never processed (seen: a lead's deal event lost after a broker
-        stall, the next one applied). A refused acknowledgement costs a reprocessing at most."""
-        generation = self._state[0]
-        if generation is not None and message.generation_id == generation:
-            return True
-        self.refused_acks += 1
-        if self.refused_acks == 1 or self.refused_acks % 1000 == 0:
-            log.warning("%d acknowledgement(s) refused for messages not processed in this "
-                        "generation (e.g. %s/%s@%s, generation %s; now %s)", self.refused_acks,
-                        message.topic, message.partition, message.offset, message.generation_id,
-                        generation)
-        return False
-
     async def admit(self, message: Any) -> bool:
         """Whether ``message`` may be processed and its writes made, waiting while the lease is
         lapsed. A message refused is forgotten: never acknowledged, so never committed here."""
@@ -208,6 +204,101 @@ class Ownership:
                         "%s/%s@%s, generation %s; now %s)", self.dropped, message.topic,
                         message.partition, message.offset, message.generation_id, self.generation)
         self._forget(message)
+
+
+# -- log order ------------------------------------------------------------------------------------
+
+class _Partition:
+    __slots__ = ("last", "pending")
+
+    def __init__(self, offset: int) -> None:
+        #: the highest offset fetched since the start (``offset - 1`` before the first fetch)
+        self.last = offset - 1
+        #: offsets fetched and not yet applied, in log order
+        self.pending: deque[int] = deque()
+
+    @property
+    def position(self) -> int:
+        return self.pending[0] if self.pending else self.last + 1
+
+
+class Frontier:
+    """Per source partition, how far this worker has applied the log in the current generation.
+
+    ``start(tp, offset)`` once faust has positioned ``tp`` at ``offset`` (its seek to the committed
+    offset, in every generation); ``fetched(tp, offsets)`` with the offsets the Kafka client returned,
+    in order, while the fetch epoch (``epoch``, bumped by every start) has not changed; the agent asks
+    ``verdict(tp, offset)`` for each message (apply it only if ``NEXT``) and says ``applied`` once it
+    has. ``position(tp)`` is the next record to apply: the first one fetched and not applied, else
+    the offset after the last one fetched; commits stop there (``cap``). ``stop`` on revocation.
+
+    The client returns a partition's records in log order from its position, skipping only offsets
+    that hold no record, so a fetched offset it did not return before the next one is no record and
+    is stepped over; a record delivered before an earlier fetched one was applied is early (faust
+    dropped or has not yet delivered the earlier one), and one delivered but never fetched in this
+    epoch is early too, unless it is exactly the next offset.
+    """
+
+    def __init__(self) -> None:
+        self._parts: dict[Any, _Partition] = {}
+        #: bumped by every ``start``: a fetch that spans one may hold records of the old position
+        self.epoch = 0
+
+    def start(self, tp: Any, offset: int | None) -> None:
+        self._parts[tp] = _Partition(offset or 0)
+        self.epoch += 1
+
+    def stop(self, tps: Iterable[Any] | None = None) -> None:
+        if tps is None:
+            self._parts.clear()
+        else:
+            for tp in tps:
+                self._parts.pop(tp, None)
+
+    def started(self, tp: Any) -> bool:
+        return tp in self._parts
+
+    def fetched(self, tp: Any, offsets: Iterable[int]) -> None:
+        part = self._parts.get(tp)
+        if part is None:
+            return
+        last, pending = part.last, part.pending
+        for offset in offsets:
+            if offset > last:
+                pending.append(offset)
+                last = offset
+        part.last = last
+
+    def position(self, tp: Any) -> int | None:
+        part = self._parts.get(tp)
+        return None if part is None else part.position
+
+    def verdict(self, tp: Any, offset: int) -> str:
+        part = self._parts.get(tp)
+        if part is None:
+            return UNSTARTED
+        position = part.position
+        if offset == position:
+            return NEXT
+        return DONE if offset < position else EARLY
+
+    def applied(self, tp: Any, offset: int) -> None:
+        """The record at ``offset`` (a ``NEXT``) is applied: the frontier moves past it."""
+        part = self._parts.get(tp)
+        if part is None:
+            return
+        if part.pending and part.pending[0] == offset:
+            part.pending.popleft()
+        elif not part.pending and offset == part.last + 1:
+            part.last = offset
+
+    def cap(self, tp: Any, offset: int) -> int | None:
+        """The offset that may be committed for ``tp`` when faust would commit ``offset``: never past
+        the position (None: nothing may be committed, the partition has not started)."""
+        part = self._parts.get(tp)
+        if part is None:
+            return None
+        return min(offset, part.position)
 
 
 # -- row versions -------------------------------------------------------------------------------

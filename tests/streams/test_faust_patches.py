@@ -10,6 +10,8 @@ while the changelog write of the state it produced was still buffered; a SIGKILL
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
+from typing import Any
 
 import faust
 from faust.exceptions import ProducerSendError
@@ -197,3 +199,73 @@ def test_the_end_offset_correction_is_for_tansu_only() -> None:
     kafka = build_app("ends-kafka", "127.0.0.1:9", False, None, topics)
     tansu = build_app("ends-tansu", "127.0.0.1:9", True, None, topics)
     assert kafka.app.transport.exact_ends is False and tansu.app.transport.exact_ends is True
+
+
+# -- log order: the consumer's side of streams.ownership.Frontier -------------------------------------
+
+def _consumer_with_acks(acked: list[int], committed: int | None) -> Any:
+    """A bare ``_FastFetchConsumer`` holding faust's commit bookkeeping for one source partition."""
+    from collections import defaultdict
+
+    from faust.types import TP
+    from intervaltree import IntervalTree
+
+    from streams.faust_patches import _FastFetchConsumer
+    from streams.ownership import Frontier
+
+    consumer = object.__new__(_FastFetchConsumer)
+    tp = TP("lead.sales_activity", 0)
+    consumer.transport = SimpleNamespace(frontier_topics=frozenset({tp.topic}))
+    consumer.frontier = Frontier()
+    consumer._acked = defaultdict(list, {tp: list(acked)})
+    consumer._acked_index = defaultdict(set, {tp: set(acked)})
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._committed_offset = defaultdict(lambda: None, {tp: committed})
+    consumer.tp = tp
+    return consumer
+
+
+def test_faust_alone_commits_past_a_record_never_acknowledged_right_after_the_committed_offset() -> None:
+    """The faust rule the frontier guards against: 847 never acknowledged, 848 and 849 were."""
+    from faust.transport.consumer import Consumer
+
+    consumer = _consumer_with_acks([848, 849], committed=847)
+    assert Consumer._new_offset(consumer, consumer.tp) == 850
+
+
+def test_a_commit_is_capped_at_the_frontier_and_the_acknowledgements_above_it_are_kept() -> None:
+    consumer = _consumer_with_acks([848, 849], committed=847)
+    tp = consumer.tp
+    consumer.frontier.start(tp, 847)
+    consumer.frontier.fetched(tp, [847, 848, 849])
+    assert consumer._new_offset(tp) is None                # 847 not applied: nothing to commit
+    assert consumer._acked[tp] == [847, 848, 849]          # kept for later (847: the cap holds it)
+    consumer.frontier.applied(tp, 847)
+    consumer.frontier.applied(tp, 848)
+    assert consumer._new_offset(tp) == 849                 # up to the frontier (849 not applied)
+    consumer._committed_offset[tp] = 849
+    consumer.frontier.applied(tp, 849)
+    assert consumer._new_offset(tp) == 850
+
+
+def test_an_unstarted_partition_commits_nothing() -> None:
+    consumer = _consumer_with_acks([0, 1, 2], committed=None)
+    assert consumer._new_offset(consumer.tp) is None
+
+
+def test_the_read_offset_does_not_climb_above_a_floor_until_the_record_there_is_applied() -> None:
+    from streams.faust_patches import ReadOffsets
+
+    offsets = ReadOffsets()
+    assert offsets["t"] is None                            # faust's defaultdict(lambda: None)
+    offsets["t"] = 2796
+    offsets.lower("t", 847)
+    offsets["t"] = 847                                     # the seek back
+    offsets["t"] = 2797                                    # a record of the batch in hand
+    assert offsets["t"] == 847
+    offsets.lift("t", 900)                                 # another record: the floor stays
+    offsets["t"] = 2798
+    assert offsets["t"] == 847
+    offsets.lift("t", 847)
+    offsets["t"] = 848
+    assert offsets["t"] == 848

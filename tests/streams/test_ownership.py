@@ -14,10 +14,12 @@ from typing import Any
 import faust
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.app import LeadTable
 from streams.faust_patches import forget
-from streams.ownership import DROP, HOLD, OK, Ownership, newest_rows
+from streams.ownership import DONE, DROP, EARLY, HOLD, NEXT, OK, UNSTARTED, Frontier, Ownership, newest_rows
 from streams.rows import version_of as row_version
 
 
@@ -191,14 +193,96 @@ def test_a_generation_gone_by_without_the_worker_counts_as_a_lost_membership(
     assert own.take_lost() is True and own.take_lost() is False
 
 
-def test_only_a_message_of_the_current_generation_may_be_acknowledged() -> None:
-    """faust acknowledges the messages it skips (fetched in an older generation, or read while a
-    rebalance suspended the flow): such an acknowledgement must not let the offset be committed."""
-    own = serving(generation=5)
-    assert own.may_ack(msg(generation=5))
-    assert not own.may_ack(msg(generation=4))
-    own.on_revoke()
-    assert not own.may_ack(msg(generation=5))            # a revocation has begun
-    own.on_assign(6)
-    assert not own.may_ack(msg(generation=5)) and own.may_ack(msg(generation=6))
-    assert own.refused_acks == 3
+# -- log order: the frontier -------------------------------------------------------------------------
+
+TP = ("lead.sales_activity", 2)
+
+
+def test_a_partition_is_applied_from_where_it_was_positioned_and_in_log_order() -> None:
+    f = Frontier()
+    assert f.verdict(TP, 0) == UNSTARTED and f.cap(TP, 10) is None   # nothing before the seek
+    f.start(TP, 259)
+    assert f.position(TP) == 259 and f.cap(TP, 300) == 259
+    # faust resumed the partition before seeking it: records from the old position come first
+    assert f.verdict(TP, 1116) == EARLY
+    f.fetched(TP, [259, 260, 262])                       # 261 holds no record (a transaction marker)
+    assert [f.verdict(TP, o) for o in (259, 260, 262)] == [NEXT, EARLY, EARLY]
+    f.applied(TP, 259)
+    assert f.verdict(TP, 259) == DONE and f.verdict(TP, 260) == NEXT
+    f.applied(TP, 260)
+    assert f.position(TP) == 262 and f.verdict(TP, 262) == NEXT      # the marker is stepped over
+    assert f.cap(TP, 263) == 262
+    f.applied(TP, 262)
+    assert f.position(TP) == 263 and f.cap(TP, 263) == 263
+    f.stop([TP])
+    assert f.verdict(TP, 263) == UNSTARTED
+
+
+def test_a_record_at_the_committed_offset_that_faust_never_delivered_holds_every_commit() -> None:
+    """Seen: 847 given up at a revocation, 848 applied in the next generation, and faust committed
+    849 (its rule accepts a gap of one after the committed offset). The frontier stays at 847."""
+    f = Frontier()
+    f.start(TP, 847)
+    f.fetched(TP, [847, 848, 849])
+    assert f.verdict(TP, 848) == EARLY                   # 847 was dropped on the way
+    assert f.cap(TP, 849) == 847
+    f.fetched(TP, [847, 848])                            # read again: nothing new to the frontier
+    assert f.verdict(TP, 847) == NEXT
+
+
+def test_records_delivered_without_a_fetch_the_frontier_saw_are_applied_only_when_next() -> None:
+    f = Frontier()
+    f.start(TP, 5)
+    assert f.verdict(TP, 5) == NEXT and f.verdict(TP, 6) == EARLY
+    f.applied(TP, 5)
+    assert f.verdict(TP, 6) == NEXT and f.position(TP) == 6
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.integers(0, 50), records=st.lists(st.integers(1, 3), min_size=1, max_size=60),
+       losses=st.lists(st.tuples(st.integers(0, 200), st.sampled_from(["drop", "stale", "dup"])),
+                       max_size=30),
+       batch=st.integers(1, 9))
+def test_whatever_faust_drops_or_repeats_each_record_is_applied_once_in_log_order(
+    start: int, records: list[int], losses: list[tuple[int, str]], batch: int
+) -> None:
+    """A partition's records (gaps: offsets with no record) are fetched in batches and handed to
+    the agent through a lossy pipe: some dropped, some stale ones from far ahead slipped in, some
+    repeated. The agent applies only ``NEXT``; when it sees an ``EARLY`` one it reads the partition
+    again from the frontier. Every record ends up applied exactly once, in log order, and no commit
+    ever passes a record not yet applied."""
+    offsets, o = [], start
+    for step in records:
+        offsets.append(o)
+        o += step
+    f = Frontier()
+    f.start(TP, start)
+    mischief = dict(losses)
+    applied: list[int] = []
+    position, rounds = start, 0
+    while (not applied or applied[-1] != offsets[-1]) and rounds < 500:
+        rounds += 1
+        todo = [x for x in offsets if x >= position][:batch]
+        f.fetched(TP, todo)
+        delivered: list[int] = []
+        for x in todo:
+            trick = mischief.pop(x, None) if rounds < 50 else None
+            if trick == "drop":
+                continue
+            if trick == "stale":
+                delivered.append(offsets[-1])
+            delivered.append(x)
+            if trick == "dup":
+                delivered.append(x)
+        for x in delivered:
+            verdict = f.verdict(TP, x)
+            if verdict == NEXT:
+                first_unapplied = min(y for y in offsets if y not in applied)
+                assert f.cap(TP, 10**9) == first_unapplied
+                applied.append(x)
+                f.applied(TP, x)
+            elif verdict == EARLY:
+                break                                    # read again from the frontier
+        assert f.cap(TP, 10**9) <= min([y for y in offsets if y not in applied], default=10**9)
+        position = f.position(TP)
+    assert applied == offsets

@@ -279,10 +279,6 @@ def test_a_worker_paused_past_its_session_timeout_never_corrupts_lead_state(
     check_against_replay(cluster, events)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known open defect (issue 10 item 8, broker-stall variant): under load one event in ~8k was "
-    "never applied to its lead's newest row after a broker stall (no stage change lost or extra); "
-    "the fix was still in progress when the session ended — see the closing note"))
 def test_a_broker_stalled_past_the_session_timeout_never_corrupts_lead_state(
     private_broker: EmbeddedBroker, cluster_on: Callable[[EmbeddedBroker], Cluster]
 ) -> None:
