@@ -106,9 +106,11 @@ def _lines(stream: IO[bytes], sent: Sent) -> Iterator[bytes]:
 
 
 def publish(bootstrap: str, lines: Iterable[bytes], topics: Topics, *, on_sent: Any = None,
-            sent: Sent | None = None, give_up: float = GIVE_UP_SECONDS) -> dict[str, int]:
+            sent: Sent | None = None, give_up: float = GIVE_UP_SECONDS,
+            client_kwargs: dict[str, Any] | None = None) -> dict[str, int]:
     """Send every line (acks=all); return ``{topic: count}``. Raises ProduceError when a send fails
-    or the broker acknowledges nothing for ``give_up`` seconds; ``sent`` then says how far it got."""
+    or the broker acknowledges nothing for ``give_up`` seconds; ``sent`` then says how far it got.
+    ``client_kwargs``: the deployment's security settings (``streams.config.kafka_python_kwargs``)."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaError, KafkaTimeoutError
 
@@ -117,7 +119,8 @@ def publish(bootstrap: str, lines: Iterable[bytes], topics: Topics, *, on_sent: 
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
                              batch_size=256 * 1024, client_id="leadflow-produce",
                              max_block_ms=wait_ms, request_timeout_ms=wait_ms // 2,
-                             delivery_timeout_ms=wait_ms, reconnect_backoff_max_ms=1000)
+                             delivery_timeout_ms=wait_ms, reconnect_backoff_max_ms=1000,
+                             **(client_kwargs or {}))
 
     def drain() -> None:
         """Wait until the broker acknowledged everything handed over, failed, or stalled."""
@@ -177,12 +180,16 @@ def _close(producer: Any, timeout: float) -> None:
 
 
 def run(file: str, broker: str | None = None) -> dict[str, int]:
-    from leadflow.worker import topics_from_env
+    from leadflow.worker import TABLE
+    from streams.config import kafka_python_kwargs, load_settings
 
+    settings = load_settings()
+    topics = settings.topics.with_tables(TABLE)
     bootstrap, embedded = resolve_broker(broker)
+    # the deployment's TLS/SASL settings are for the user's cluster, never the embedded broker
+    client = kafka_python_kwargs(settings) if embedded is None else None
     try:
-        topics = topics_from_env()
-        ensure_topics(bootstrap, topics)
+        ensure_topics(bootstrap, topics, client_kwargs=client)
         started = time.monotonic()
         sent = Sent()
         source = sys.stdin.buffer if file == "-" else open(file, "rb")
@@ -196,9 +203,9 @@ def run(file: str, broker: str | None = None) -> dict[str, int]:
                     with Progress(console=Console(stderr=True), transient=True) as progress:
                         task = progress.add_task("producing", total=size)
                         counts = publish(bootstrap, _lines(stream, sent), topics, sent=sent,
-                                         on_sent=lambda n: progress.advance(task, n))
+                                         on_sent=lambda n: progress.advance(task, n), client_kwargs=client)
                 else:
-                    counts = publish(bootstrap, _lines(stream, sent), topics, sent=sent)
+                    counts = publish(bootstrap, _lines(stream, sent), topics, sent=sent, client_kwargs=client)
             except ProduceError as exc:
                 total = None if file == "-" else sent.read + sum(1 for _ in _lines(stream, Sent()))
                 of = f" of {total:,}" if total is not None else f" ({sent.read:,} read)"

@@ -150,6 +150,8 @@ class Topics:
 
 
 #: How long ``unreachable`` waits for a TCP connection to one bootstrap server.
+#: How long a TLS handshake may take before the broker is said not to speak TLS, seconds.
+TLS_PROBE_SECONDS = 5.0
 PROBE_SECONDS = 2.0
 
 
@@ -177,6 +179,36 @@ def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
     if len(servers) == 1:
         return reasons[0].partition(": ")[2]
     return "; ".join(reasons)
+
+
+def no_tls(bootstrap: str, client_kwargs: Mapping[str, Any], timeout: float = TLS_PROBE_SECONDS) -> str | None:
+    """Why no server of ``bootstrap`` completes a TLS handshake within ``timeout`` (for the SSL and
+    SASL_SSL protocols; None otherwise, or when one does). kafka-python's client waits for ever on
+    a handshake that a plaintext listener never answers, whatever its bootstrap timeout."""
+    import socket
+    import ssl
+
+    if client_kwargs.get("security_protocol") not in ("SSL", "SASL_SSL"):
+        return None
+    context = ssl.create_default_context(cafile=client_kwargs.get("ssl_cafile"))
+    if client_kwargs.get("ssl_certfile"):
+        context.load_cert_chain(client_kwargs["ssl_certfile"], client_kwargs.get("ssl_keyfile"))
+    reasons = []
+    for server in (server.strip() for server in bootstrap.split(",")):
+        host, _, port = server.rpartition(":")
+        if not port.isdigit():
+            return None
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw:
+                with context.wrap_socket(raw, server_hostname=host.strip("[]")):
+                    return None
+        except ssl.SSLCertVerificationError as exc:
+            reasons.append(f"{server}: certificate not trusted ({exc.verify_message})")
+        except (TimeoutError, socket.timeout):
+            reasons.append(f"{server}: no TLS handshake within {timeout:g} s (a plaintext listener?)")
+        except (ssl.SSLError, OSError) as exc:
+            reasons.append(f"{server}: TLS handshake failed ({type(exc).__name__})")
+    return "; ".join(reasons) or None
 
 
 def _as_specs(topics: Topics | Iterable[str | TopicSpec], partitions: int | None) -> list[TopicSpec]:
@@ -221,6 +253,10 @@ def ensure_topics(
     if why is not None:
         raise TopicError(f"cannot reach broker {bootstrap}: {why}")
     extra = dict(client_kwargs or {})
+    why = no_tls(bootstrap, extra)
+    if why is not None:
+        raise TopicError(f"cannot reach broker {bootstrap} with security protocol "
+                         f"{extra['security_protocol']}: {why}")
     if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG:  # kafka-python >= 2.1: else 30 s
         extra.setdefault("bootstrap_timeout_ms", timeout_ms)
     try:

@@ -174,3 +174,22 @@ def test_unreachable_says_why_quickly() -> None:
         listening.bind(("127.0.0.1", 0))
         listening.listen()
         assert unreachable(f"127.0.0.1:{closed},127.0.0.1:{listening.getsockname()[1]}") is None
+
+
+def test_a_listener_that_never_answers_a_tls_handshake_is_named_within_the_probe_time() -> None:
+    """kafka-python waits for ever on a TLS handshake that a plaintext listener never answers; the
+    probe says so within its timeout, and only for the TLS protocols."""
+    import time
+
+    from streams.topics import no_tls
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        address = f"127.0.0.1:{listening.getsockname()[1]}"
+        started = time.monotonic()
+        why = no_tls(address, {"security_protocol": "SSL"}, timeout=0.5)
+        assert why == f"{address}: no TLS handshake within 0.5 s (a plaintext listener?)"
+        assert time.monotonic() - started < 2
+        assert no_tls(address, {"security_protocol": "SASL_PLAINTEXT"}) is None
+        assert no_tls(address, {}) is None

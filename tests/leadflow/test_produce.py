@@ -146,3 +146,32 @@ def test_a_signal_stops_produce_with_one_line_and_128_plus_the_signal(
     _, err = finish(proc, 30)
     assert proc.returncode == 128 + sig, err
     assert err.decode().splitlines() == [f"leadflow: stopped by {sig.name}"]
+
+
+SECURED = {
+    "SASL_PLAINTEXT": {"LEADFLOW_SASL_MECHANISM": "PLAIN", "LEADFLOW_SASL_USERNAME": "loader",
+                       "LEADFLOW_SASL_PASSWORD": "hunter2-never-printed"},
+    "SSL": {},
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(SECURED))
+def test_produce_speaks_the_deployments_security_protocol(
+        protocol: str, bootstrap: str, unique_name, tmp_path: Path) -> None:
+    """``leadflow produce`` uses the TLS/SASL settings the worker uses: against the (plaintext)
+    test broker it fails with one line naming the protocol, quickly (kafka-python alone waits for
+    ever on a TLS handshake a plaintext listener never answers), and never shows the password.
+    Before, it ignored them and sent in plaintext."""
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(EVENT % (1, 1))
+    env = {"LEADFLOW_TOPIC_PREFIX": unique_name("p"), "LEADFLOW_SECURITY_PROTOCOL": protocol,
+           **SECURED[protocol]}
+    started = time.monotonic()
+    proc = start([str(path), "--broker", bootstrap], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = finish(proc, 90)
+    assert proc.returncode == 1, (out, err)
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"leadflow: cannot reach broker {bootstrap} with "
+                                                   f"security protocol {protocol}"), lines
+    assert b"hunter2" not in out + err and out == b""
+    assert time.monotonic() - started < 45
