@@ -80,7 +80,7 @@ STORE_RETRY_SECONDS = 60.0
 #: A timer command not seen back within this long is sent again (it is idempotent).
 INFLIGHT_RESEND_MS = 10_000
 #: A partition with a backlog that hands the agent nothing for this long is re-read from its
-#: committed offset: a guard (the takeover stalls seen in tests were fixed in ``seek_to_committed``;
+#: frontier (the first record not applied): a guard (the takeover stalls seen in tests were fixed in ``seek_to_committed``;
 #: faust-streaming #216/#221/#629 report others). Re-reading is safe because applying an event twice
 #: changes nothing (event-id dedupe) and a repeat re-emits its outbox.
 STALL_SECONDS = 5.0
@@ -466,8 +466,11 @@ class LeadflowApp:
                 self.metrics.timer_commands.inc()
 
     async def unstall(self) -> None:
-        """Re-read every source partition whose committed offset stays behind its high watermark,
-        from its frontier (the first record fetched and not applied: faust may have dropped it)."""
+        """Re-read every source partition that has records waiting beyond its frontier (the first
+        record fetched and not applied; faust may have dropped it) and has applied none for
+        ``STALL_SECONDS``, from that frontier. A partition not yet started is measured by its
+        committed offset instead. Commits may lag behind the frontier (one that waits out a broker
+        stall holds the next ones): that is not a stall of the partition."""
         if not self.recovered:
             return
         consumer = self.app.consumer
@@ -483,22 +486,24 @@ class LeadflowApp:
                 self.progress.pop(tp, None)
                 continue
             high = consumer.highwater(tp)
-            done = committed_offset(consumer, tp.topic, tp.partition)
-            target = done if done is not None else 0
+            position = consumer.frontier.position(tp)
+            if position is None:
+                done = committed_offset(consumer, tp.topic, tp.partition)
+                position = done if done is not None else 0
             seen, since = self.progress.get(tp, (None, now))
-            if seen != target or high is None or high <= target:
-                self.progress[tp] = (target, now)  # committed moved, or nothing is waiting
+            if seen != position or high is None or high <= position:
+                self.progress[tp] = (position, now)  # it moved, or nothing is waiting
                 continue
             if now - since < STALL_SECONDS:
                 continue
-            position = consumer.frontier.position(tp)
-            log.warning("partition %s/%s: committed offset stuck at %s below %s for %.0f s; re-reading "
-                        "from %s", tp.topic, tp.partition, target, high, now - since,
-                        position if position is not None else target)
-            self.progress[tp] = (target, now)
+            log.warning("partition %s/%s: no record applied for %.0f s with %d waiting; re-reading from %s",
+                        tp.topic, tp.partition, now - since, high - position, position)
+            self.progress[tp] = (position, now)
             self.metrics.stalls.inc()
-            if position is None or not await consumer.rewind(tp):
-                await consumer.seek(tp, target)
+            if consumer.frontier.started(tp):
+                await consumer.rewind(tp, again=True)
+            else:
+                await consumer.seek(tp, position)
 
     # -- operations ------------------------------------------------------------------------------
     def lag(self) -> Iterator[tuple[str, int, int]]:

@@ -353,14 +353,15 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
         self.frontier.applied(tp, message.offset)
         self._read_offset.lift(tp, message.offset)
 
-    async def rewind(self, tp: TP) -> bool:
-        """Read ``tp`` again from its frontier (at most once per position per ``REWIND_AGAIN``)."""
+    async def rewind(self, tp: TP, again: bool = False) -> bool:
+        """Read ``tp`` again from its frontier: at most once per position per ``REWIND_AGAIN``
+        unless ``again`` (the stall watchdog's call)."""
         position = self.frontier.position(tp)
         if position is None:
             return False
         now = time.monotonic()
         last = self._rewinds.get(tp)
-        if last is not None and last[0] == position and now - last[1] < REWIND_AGAIN:
+        if not again and last is not None and last[0] == position and now - last[1] < REWIND_AGAIN:
             return False
         self._rewinds[tp] = (position, now)
         self.rewinds += 1
