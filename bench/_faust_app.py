@@ -2,12 +2,15 @@
 
 Configured by environment (the driver, ``bench/faust_baselines.py``, sets it):
 
-- ``BENCH_APP_ID``, ``BENCH_BROKER`` (host:port), ``BENCH_SOURCE``, ``BENCH_SINK``, ``BENCH_DATADIR``
+- ``BENCH_APP_ID``, ``BENCH_BROKER`` (host:port), ``BENCH_SOURCE`` (comma-separated for several topics),
+  ``BENCH_SINK``, ``BENCH_DATADIR``
 - ``BENCH_MODE``: ``consume`` (count only), ``pass`` (source → agent → sink, one ``send`` per event),
   ``take`` (``stream.take(BENCH_TAKE, within=BENCH_WITHIN)``, then one ``send`` per event of the batch),
   ``take-consume`` (``take`` and count only)
 - ``BENCH_COUNT``: the agent writes ``BENCH_REPORT`` (JSON: count, seconds from first to last event)
   when it has seen that many events
+- ``BENCH_VALUE_SERIALIZER`` (default ``json``): ``raw`` leaves values undecoded (consume modes over
+  inputs that are not all JSON, e.g. the traffic generator's malformed messages)
 - ``BENCH_SETTINGS``: JSON object of extra ``faust.App`` settings
 - ``BENCH_TABLE=1``: ``pass``/``take`` also update a table row per event (``counts[lead_id] += 1``,
   assigned back), so every event costs a changelog write too — the shape of the real worker
@@ -45,7 +48,8 @@ settings = {
     **json.loads(_env.get("BENCH_SETTINGS", "{}")),
 }
 app = faust.App(_env.get("BENCH_APP_ID", "leadflow-bench"), **settings)
-source = app.topic(_env.get("BENCH_SOURCE", "bench.source"), value_serializer="json")
+#: one topic, or several separated by commas (the worker's four input topics)
+source = app.topic(*_env.get("BENCH_SOURCE", "bench.source").split(","), value_serializer=_env.get("BENCH_VALUE_SERIALIZER", "json"))
 sink = app.topic(_env.get("BENCH_SINK", "bench.sink"), value_serializer="json")
 TABLE = _env.get("BENCH_TABLE") == "1"
 #: changelog: f"{app_id}-counts-changelog" (pre-created by the driver, compacted).
