@@ -68,7 +68,7 @@ from leadflow.traffic import DAY, json_lines
 from leadflow.worker import topics_from_env
 from schemas import codec
 from schemas.policy_file import parse_policy
-from schemas.wire import format_time
+from schemas.wire import format_time, parse_time
 from streams import rows
 from streams.app import partition_for
 from streams.output import JsonOutput
@@ -80,6 +80,10 @@ DONE = re.compile(rb'^leadflow_(?:events|dlq_records)_total\{[a-z_]+="[a-z0-9_]+
 console = Console(stderr=True)
 #: print each worker's progress during the throughput runs (``--trace``)
 TRACE = False
+#: another checkout whose worker is measured in the same run (``--base``)
+BASE: Path | None = None
+#: (directory, seconds): sample every worker with py-spy for that long from its start (``--profile``)
+PROFILE: tuple[Path, float] | None = None
 
 #: The timer leads' policy: an assignment SLA of TIMER_SLA_S seconds, a breach and nothing else.
 TIMER_SLA_S = 30
@@ -143,12 +147,15 @@ class Workers:
     work: Path
     name: str
     policy: Path | None = None
+    #: the checkout whose ``leadflow worker`` runs (``--base`` for a same-run A/B)
+    root: Path = ROOT
     ports: list[int] = field(default_factory=list)
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     started: float = 0.0
+    spies: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def __enter__(self) -> "Workers":
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **self.env}
+        env = {**os.environ, "PYTHONPATH": str(self.root), **self.env}
         self.started = time.monotonic()
         for i in range(self.n):
             port = free_port()
@@ -156,13 +163,24 @@ class Workers:
             if self.policy is not None:
                 cmd += ["--policy", str(self.policy)]
             with open(self.work / f"{self.name}-worker{i}.log", "wb") as log:
-                self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                self.procs.append(subprocess.Popen(cmd, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
                                                    stdin=subprocess.DEVNULL, start_new_session=True,
                                                    preexec_fn=die_with_parent))
             self.ports.append(port)
+            if PROFILE is not None:
+                out = PROFILE[0] / f"{self.name}-worker{i}.txt"
+                self.spies.append(subprocess.Popen(
+                    [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(self.procs[-1].pid),
+                     "--duration", str(int(PROFILE[1])), "--rate", "100", "--threads", "--format", "raw", "-o", str(out)],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent))
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        for spy in self.spies:  # py-spy writes its profile when its duration is over
+            try:
+                spy.wait(timeout=max(1.0, self.started + PROFILE[1] + 5 - time.monotonic()) if PROFILE else 1.0)
+            except subprocess.TimeoutExpired:
+                spy.kill()
         for proc in self.procs:
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
@@ -251,12 +269,12 @@ async def produce_keyed(bootstrap: str, topic: str, records: Iterable[tuple[byte
 # -- part: throughput --------------------------------------------------------------------------------
 
 def measure_workers(n: int, bootstrap: str, prefix: str, lines: list[bytes], work: Path, timeout: float,
-                    label: str) -> tuple[float, str]:
+                    label: str, root: Path = ROOT) -> tuple[float, str]:
     """(events/s of ``n`` workers over ``lines``, error) — started on empty topics, loaded once serving."""
     topics, env = deployment(prefix)
     ensure_topics(bootstrap, topics, PARTITIONS)
     total = len(lines)
-    with Workers(n, bootstrap, env, work, prefix) as workers:
+    with Workers(n, bootstrap, env, work, prefix, root=root) as workers:
         with console.status(f"{label}: starting {n} worker(s)"):
             ready = workers.wait_serving(timeout)
         if ready is None:
@@ -279,7 +297,7 @@ def measure_workers(n: int, bootstrap: str, prefix: str, lines: list[bytes], wor
                     last = now
                     break
                 status.update(f"{label}: {done:,}/{total:,}")
-                time.sleep(0.05)
+                time.sleep(0.1)  # each poll renders /metrics in the workers: keep it rare
         producing.result()
         if first is None or last is None or last <= first:
             return 0.0, f"timed out at {done}/{total}: {workers.log_tail()}"
@@ -319,9 +337,13 @@ def part_mix(bootstrap: str, run_id: str, work: Path, lines: list[bytes], timeou
             result = run_variant(variant, bootstrap, source, len(lines), work, f"{run_id}{kind}", timeout)
         figures[name] = (result.rate, result.error, load())
         print(f"  {kind:<5} {name:<22} {result.rate:>9,.0f} events/s  {load()} {result.error}", flush=True)
-    for n in (1, 2):
-        label = f"worker x{n}"
-        rate, error = measure_workers(n, bootstrap, f"w{kind}{n}{run_id}", lines, work, timeout, f"{kind}: {label}")
+    runs: list[tuple[int, str, Path]] = [(1, "worker x1", ROOT), (2, "worker x2", ROOT)]
+    if BASE is not None:  # A/B: the base checkout's worker first, then this one's, alternating
+        runs = [(1, "base worker x1", BASE), (1, "worker x1", ROOT), (1, "base worker x1 (again)", BASE),
+                (1, "worker x1 (again)", ROOT), (2, "worker x2", ROOT)]
+    for i, (n, label, root) in enumerate(runs):
+        rate, error = measure_workers(n, bootstrap, f"w{kind}{i}{run_id}", lines, work, timeout, f"{kind}: {label}",
+                                      root)
         figures[label] = (rate, error, load())
         print(f"  {kind:<5} {label:<22} {rate:>9,.0f} events/s  {load()} {error[:600]}", flush=True)
     return figures
@@ -420,7 +442,7 @@ async def breach_alerts(bootstrap: str, topic: str, expected: int, deadline: flo
                 for r in records:
                     doc = orjson.loads(r.value)
                     if doc.get("lead_id", "").startswith("T-") and doc.get("sla") == "assignment":
-                        seen.setdefault(doc["lead_id"], (doc["due_at"], doc["detected_at"]))
+                        seen.setdefault(doc["lead_id"], (parse_time(doc["due_at"]), parse_time(doc["detected_at"])))
     finally:
         await consumer.stop()
     return seen
@@ -437,6 +459,7 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
                   timeout: float) -> dict[str, Any]:
     prefix = f"rec{run_id}"
     topics, env = deployment(prefix)
+    env["LEADFLOW_LOGLEVEL"] = "info"  # faust's recovery progress, and the timers' rebuild
     ensure_topics(bootstrap, topics, PARTITIONS)
     changelog = f"{topics.app_id}-leads-changelog"
     assert changelog in set(topics.changelogs), topics.changelogs
@@ -444,16 +467,17 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
     with console.status(f"recovery: building rows for {leads:,} leads"):
         t0 = time.monotonic()
         templates = template_rows(min(leads, 3000), now_ms())
-        # deadlines from ~3 s after the worker's expected start, over window_s seconds
-        first_due = now_ms() + 8_000
-        timed = timer_rows(timer_leads, first_due, int(window_s * 1000))
         built = time.monotonic() - t0
-    with console.status(f"recovery: writing {leads + timer_leads:,} rows to {changelog}"):
+    with console.status(f"recovery: writing {leads:,} rows to {changelog}"):
         t0 = time.monotonic()
-        written = asyncio.run(produce_keyed(bootstrap, changelog, itertools.chain(
-            cloned(templates, leads),
-            ((lead_id.encode(), raw, partition_for(lead_id, PARTITIONS)) for lead_id, raw, _ in timed))))
+        written = asyncio.run(produce_keyed(bootstrap, changelog, cloned(templates, leads)))
         wrote = time.monotonic() - t0
+    # the timer leads' deadlines: from ~6 s from now (a worker takes about that long to start and
+    # recover), over window_s seconds; so some fall due while it recovers, most once it serves
+    first_due = now_ms() + 6_000
+    timed = timer_rows(timer_leads, first_due, int(window_s * 1000))
+    written += asyncio.run(produce_keyed(bootstrap, changelog, (
+        (lead_id.encode(), raw, partition_for(lead_id, PARTITIONS)) for lead_id, raw, _ in timed)))
     sizes = [len(raw) for _, raw in templates]
     print(f"  recovery: {written:,} rows ({sum(sizes) / len(sizes):,.0f} B on average, from {len(templates):,} "
           f"template journeys) built in {built:.1f} s, written in {wrote:.1f} s", flush=True)
@@ -464,6 +488,12 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
           f"{seconds:.2f} s  {load()}", flush=True)
     policy = work / "timer-policy.toml"
     policy.write_text(TIMER_POLICY)
+    empty_topics, empty_env = deployment(f"{prefix}e")
+    ensure_topics(bootstrap, empty_topics, PARTITIONS)
+    with Workers(1, bootstrap, empty_env, work, f"{prefix}e", policy=policy) as workers:
+        with console.status("recovery: baseline, a fresh worker over an empty changelog"):
+            out["empty"] = (workers.wait_serving(timeout), load())
+    print(f"  recovery: worker start -> serving, empty changelog: {out['empty'][0]} s  {load()}", flush=True)
     with Workers(1, bootstrap, env, work, prefix, policy=policy) as workers:
         with console.status(f"recovery: a fresh worker over {written:,} rows"):
             ready = workers.wait_serving(timeout)
@@ -530,6 +560,9 @@ def report_rates(kind: str, figures: dict[str, tuple[float, str, str]], count: i
     if consume:
         ok = "met" if one >= 0.4 * consume else "missed"
         print(f"  one worker  x{one / consume:.2f} of faust consume-only (target >= 0.4: {ok})")
+    for label in ("base worker x1", "base worker x1 (again)", "worker x1 (again)"):
+        if label in figures and consume:
+            print(f"  {label:<22}x{figures[label][0] / consume:.2f} of faust consume-only")
     if "faust-pass" in figures and figures["faust-pass"][0]:
         print(f"  one worker  x{one / figures['faust-pass'][0]:.2f} of faust pass-through")
     if one:
@@ -543,6 +576,9 @@ def report_recovery(out: dict[str, Any], leads: int) -> None:
         seconds, n, size, at = out["baseline"]
         print(f"  plain aiokafka consumer, changelog to its end   {seconds:6.2f} s  ({n:,} records, "
               f"{size / 1e6:,.1f} MB; {at})")
+    empty, empty_at = out.get("empty", (None, ""))
+    if empty is not None:
+        print(f"  a fresh worker over an empty changelog           {empty:6.2f} s  ({empty_at})")
     ready, at = out.get("ready", (None, ""))
     if ready is None:
         print("  worker: not serving (see above)")
@@ -576,10 +612,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timers", type=int, help="pending timers of the capacity part (default 1 000 000)")
     parser.add_argument("--run-timeout", type=float, default=90.0)
     parser.add_argument("--trace", action="store_true", help="print each worker's progress over time")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy every worker into DIR (collapsed stacks)")
+    parser.add_argument("--profile-seconds", type=float, default=20.0)
+    parser.add_argument("--base", metavar="DIR", help="A/B: also run one worker from this checkout (e.g. a "
+                        "worktree of main), alternating with this one's")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     args = parser.parse_args(argv)
-    global TRACE
+    global TRACE, PROFILE, BASE
     TRACE = args.trace
+    BASE = Path(args.base).resolve() if args.base else None
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
+        PROFILE = (Path(args.profile), args.profile_seconds)
     count = args.count or (8_000 if args.quick else 20_000)
     leads = args.leads or (20_000 if args.quick else 100_000)
     timer_leads = args.timer_leads or (500 if args.quick else 2_000)
