@@ -94,6 +94,21 @@ business = false
 """
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system, all threads) the process ``pid`` has used so far."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+#: the embedded broker's pid, for its CPU share
+BROKER_PID: int | None = None
+
+
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f}/{five:.2f}"
@@ -284,6 +299,7 @@ def measure_workers(n: int, bootstrap: str, prefix: str, lines: list[bytes], wor
         first = last = None
         done = 0
         trace: list[tuple[float, list[int]]] = []
+        cpu0: tuple[float, float] | None = None
         with console.status(f"{label}: 0/{total:,}") as status:
             while time.monotonic() < deadline:
                 each = [max(0, processed(p)) for p in workers.ports]
@@ -291,10 +307,12 @@ def measure_workers(n: int, bootstrap: str, prefix: str, lines: list[bytes], wor
                 now = time.monotonic()
                 if done > 0 and first is None:
                     first = now
+                    cpu0 = (sum(cpu_seconds(p.pid) for p in workers.procs), cpu_seconds(BROKER_PID))
                 if first is not None:
                     trace.append((now - first, each))
                 if done >= total:
                     last = now
+                    cpu1 = (sum(cpu_seconds(p.pid) for p in workers.procs), cpu_seconds(BROKER_PID))
                     break
                 status.update(f"{label}: {done:,}/{total:,}")
                 time.sleep(0.1)  # each poll renders /metrics in the workers: keep it rare
@@ -304,7 +322,11 @@ def measure_workers(n: int, bootstrap: str, prefix: str, lines: list[bytes], wor
         if TRACE:
             for at, each in trace[::max(1, len(trace) // 20)]:
                 print(f"    {label} +{at:5.2f} s  {each}", flush=True)
-        return total / (last - first), ""
+        assert cpu0 is not None
+        span = last - first
+        cpu = (f"CPU while measured: workers {(cpu1[0] - cpu0[0]) / span:.2f} cores, "
+               f"broker {(cpu1[1] - cpu0[1]) / span:.2f} cores")
+        return total / span, cpu
 
 
 def _produce_async(bootstrap: str, topics: Topics, lines: list[bytes]) -> Any:
@@ -556,7 +578,7 @@ def report_rates(kind: str, figures: dict[str, tuple[float, str, str]], count: i
     what = "realistic mix (traffic generator)" if kind == "mix" else "200-byte email opens"
     print(f"\n{kind}: {count:,} lines, {what}, {PARTITIONS} partitions, embedded Tansu broker")
     for label, (rate, error, at) in figures.items():
-        print(f"  {label:<22}{rate:>10,.0f} events/s  ({at}){'  ' + error[:200] if error else ''}")
+        print(f"  {label:<22}{rate:>10,.0f} events/s  ({at}){'  ' + error[:300] if error else ''}")
     if consume:
         ok = "met" if one >= 0.4 * consume else "missed"
         print(f"  one worker  x{one / consume:.2f} of faust consume-only (target >= 0.4: {ok})")
@@ -618,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
                         "worktree of main), alternating with this one's")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (worker logs)")
     args = parser.parse_args(argv)
-    global TRACE, PROFILE, BASE
+    global TRACE, PROFILE, BASE, BROKER_PID
     TRACE = args.trace
     BASE = Path(args.base).resolve() if args.base else None
     if args.profile:
@@ -637,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     try:
         with EmbeddedBroker(log_dir=work) as broker:
+            BROKER_PID = broker._proc.pid if broker._proc is not None else None
             run_id = uuid.uuid4().hex[:6]
             if "mix" in parts:
                 lines = mix_lines(count)

@@ -218,10 +218,12 @@ class LeadflowApp:
             started = time.monotonic()
             fresh = {p: TimerSet() for p in todo}
             for key, raw in self.table.items():
-                timers = fresh.get(self.partition_for(key))
-                if timers is not None and raw:
-                    wake = rows.wake_of(raw)
-                    if wake is not None:
+                # the wake-up first (read off the row's first bytes): most leads have none, and
+                # hashing every key (murmur2, pure Python) cost more than the rows' parsing
+                wake = rows.wake_of(raw) if raw else None
+                if wake is not None:
+                    timers = fresh.get(self.partition_for(key))
+                    if timers is not None:
                         timers.set(key, wake)
             for p, timers in fresh.items():
                 self.timers[p] = timers

@@ -93,5 +93,26 @@ def version_of(raw: bytes | None) -> int:
     return orjson.loads(raw).get("v", 0)
 
 
+_WAKE: Final = b',"wake":'
+
+
 def wake_of(raw: bytes) -> int | None:
+    """The next wake-up of an encoded row, or None.
+
+    ``encode`` writes ``wake`` right after ``v``, so it is read from the row's first bytes: a
+    takeover rebuilds its timers with one call per lead (100 000 leads: 0.8 s of a blocked event
+    loop when every row was parsed whole)."""
+    if raw[:5] == _V:
+        start = raw.find(_WAKE, 5, 40)
+        if start > 0:
+            start += len(_WAKE)
+            end = raw.find(b",", start, start + 24)
+            if end > start:
+                value = raw[start:end]
+                if value == b"null":
+                    return None
+                try:
+                    return int(value)
+                except ValueError:
+                    pass
     return orjson.loads(raw).get("wake")

@@ -36,3 +36,5 @@ def test_rows_written_before_versions_and_holds_still_read():
     state["slas"] = [[*sla[:6]] for sla in state["slas"]]
     old = orjson.dumps({"wake": None, "lead": state, "outbox": []})
     assert rows.decode(old) == Row(lead)
+    assert rows.wake_of(old) is None
+    assert rows.wake_of(orjson.dumps({"wake": 1234, "lead": state, "outbox": []})) == 1234
