@@ -630,7 +630,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, help="lines of the mix / email opens (default 20 000)")
     parser.add_argument("--leads", type=int, help="leads' rows in the changelog (default 100 000)")
     parser.add_argument("--timer-leads", type=int, help="leads falling due around the takeover (default 2 000)")
-    parser.add_argument("--timer-window", type=float, default=20.0, help="seconds the deadlines spread over")
+    parser.add_argument("--timer-window", type=float,
+                        help="seconds the deadlines spread over, from ~6 s after they are written (default 40; quick 20)")
     parser.add_argument("--timers", type=int, help="pending timers of the capacity part (default 1 000 000)")
     parser.add_argument("--run-timeout", type=float, default=90.0)
     parser.add_argument("--trace", action="store_true", help="print each worker's progress over time")
@@ -650,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     leads = args.leads or (20_000 if args.quick else 100_000)
     timer_leads = args.timer_leads or (500 if args.quick else 2_000)
     n_timers = args.timers or (100_000 if args.quick else 1_000_000)
+    timer_window = args.timer_window or (20.0 if args.quick else 40.0)
     parts = set(args.parts.split(","))
     unknown = parts - {"mix", "email", "recovery", "capacity"}
     if unknown:
@@ -669,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["email"] = part_mix(broker.bootstrap, run_id, work, lines, args.run_timeout, email=True)
             if "recovery" in parts:
                 results["recovery"] = part_recovery(broker.bootstrap, run_id, work, leads, timer_leads,
-                                                    args.timer_window, args.run_timeout)
+                                                    timer_window, args.run_timeout)
     finally:
         if args.keep:
             print(f"work directory kept: {work}")
