@@ -490,9 +490,10 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
         t0 = time.monotonic()
         templates = template_rows(min(leads, 3000), now_ms())
         built = time.monotonic() - t0
+    lead_rows = list(cloned(templates, leads))  # kept for the A/B rounds (``--base``)
     with console.status(f"recovery: writing {leads:,} rows to {changelog}"):
         t0 = time.monotonic()
-        written = asyncio.run(produce_keyed(bootstrap, changelog, cloned(templates, leads)))
+        written = asyncio.run(produce_keyed(bootstrap, changelog, lead_rows))
         wrote = time.monotonic() - t0
     # the timer leads' deadlines: from ~6 s from now (a worker takes about that long to start and
     # recover), over window_s seconds; so some fall due while it recovers, most once it serves
@@ -533,12 +534,34 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
         out["timers_load"] = load()
         rebuilt = re.findall(r"timers rebuilt for partitions .*", (work / f"{prefix}-worker0.log").read_text())
         out["rebuilt"] = rebuilt
+    if BASE is not None:  # A/B: the base checkout's worker and this one's, alternating, same rows
+        out["ab"] = []
+        for i, (label, root) in enumerate([("base", BASE), ("this", ROOT), ("base", BASE), ("this", ROOT)]):
+            seconds = recover_once(bootstrap, f"{prefix}ab{i}", lead_rows, work, root, policy, timeout)
+            out["ab"].append((label, seconds, load()))
+            print(f"  recovery A/B: {label} worker start -> serving: {seconds} s  {load()}", flush=True)
     after = [detected - due for due, detected in alerts.values() if due >= served_at]
     soon = [detected - due for due, detected in alerts.values() if served_at <= due < served_at + 5000]
     before = [detected - due for due, detected in alerts.values() if due < served_at]
     out["timers"] = dict(expected=timer_leads, got=len(alerts), after=after, soon=soon, before=before,
                          served_at=served_at, first_due=first_due)
     return out
+
+
+def recover_once(bootstrap: str, prefix: str, lead_rows: list[tuple[bytes, bytes, int]], work: Path, root: Path,
+                 policy: Path, timeout: float) -> float | None:
+    """Seconds from start to serving of one fresh worker of ``root`` over a new changelog holding ``lead_rows``."""
+    topics, env = deployment(prefix)
+    env["LEADFLOW_LOGLEVEL"] = "info"
+    ensure_topics(bootstrap, topics, PARTITIONS)
+    asyncio.run(produce_keyed(bootstrap, f"{topics.app_id}-leads-changelog", lead_rows))
+    with Workers(1, bootstrap, env, work, prefix, policy=policy, root=root) as workers:
+        with console.status(f"recovery A/B: a fresh worker of {root} over {len(lead_rows):,} rows"):
+            seconds = workers.wait_serving(timeout)
+    text = (work / f"{prefix}-worker0.log").read_text(errors="replace")
+    for line in re.findall(r"(?:timers rebuilt for|changelog bulk read:) .*", text):
+        print(f"    worker log: {line.strip()}", flush=True)
+    return seconds
 
 
 # -- part: timer capacity -----------------------------------------------------------------------------
@@ -611,6 +634,9 @@ def report_recovery(out: dict[str, Any], leads: int) -> None:
           f"the plain read; target <= 10 s: {ok}")
     for line in out.get("rebuilt", []):
         print(f"    worker log: {line.strip()}")
+    for label, seconds, at in out.get("ab", []):
+        figure = f"{seconds:6.2f} s" if seconds is not None else "not serving"
+        print(f"  A/B, {label:<4} checkout: start -> serving, {leads:,} leads   {figure}  ({at})")
     t = out.get("timers")
     if t:
         print(f"\ntimers after the takeover: {t['got']:,}/{t['expected']:,} breach alerts seen; deadlines from "
