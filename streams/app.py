@@ -61,6 +61,7 @@ from streams.metrics import CONTENT_TYPE, Metrics
 from streams.ownership import Ownership, newest_rows
 from streams.output import JsonOutput, Output
 from streams.partitioning import PlacementWatch
+from streams.recovery import LeadflowTableManager
 from streams.settings import faust_settings
 from streams.topics import Topics
 
@@ -601,6 +602,7 @@ def build_app(
     ``settings`` override any faust setting.
     """
     overrides: dict[str, Any] = dict(WORKER_SETTINGS)
+    overrides["TableManager"] = LeadflowTableManager  # active changelogs read in bulk (streams.recovery)
     overrides["store"] = store or ("rocksdb://" if data_dir else "memory://")
     # faust creates its data directory even for the memory store (in the working directory by
     # default): give it a private temporary one instead of littering wherever the worker starts.
