@@ -470,6 +470,10 @@ async def breach_alerts(bootstrap: str, topic: str, expected: int, deadline: flo
     return seen
 
 
+#: the worker's log lines about its recovery: the bulk read of the changelog, the timers' rebuild
+RECOVERY_LOG = r"(?:timers rebuilt for partitions|changelog bulk read:) .*"
+
+
 def pct(values: list[int], q: float) -> int:
     if not values:
         return 0
@@ -532,14 +536,16 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
             alerts = asyncio.run(breach_alerts(bootstrap, topics.alerts, timer_leads,
                                                time.monotonic() + (last_due - now_ms()) / 1000 + 20))
         out["timers_load"] = load()
-        rebuilt = re.findall(r"timers rebuilt for partitions .*", (work / f"{prefix}-worker0.log").read_text())
+        rebuilt = re.findall(RECOVERY_LOG, (work / f"{prefix}-worker0.log").read_text())
         out["rebuilt"] = rebuilt
     if BASE is not None:  # A/B: the base checkout's worker and this one's, alternating, same rows
         out["ab"] = []
         for i, (label, root) in enumerate([("base", BASE), ("this", ROOT), ("base", BASE), ("this", ROOT)]):
-            seconds = recover_once(bootstrap, f"{prefix}ab{i}", lead_rows, work, root, policy, timeout)
+            seconds, lines = recover_once(bootstrap, f"{prefix}ab{i}", lead_rows, work, root, policy, timeout)
             out["ab"].append((label, seconds, load()))
             print(f"  recovery A/B: {label} worker start -> serving: {seconds} s  {load()}", flush=True)
+            for line in lines:
+                print(f"    worker log: {line}", flush=True)
     after = [detected - due for due, detected in alerts.values() if due >= served_at]
     soon = [detected - due for due, detected in alerts.values() if served_at <= due < served_at + 5000]
     before = [detected - due for due, detected in alerts.values() if due < served_at]
@@ -549,8 +555,9 @@ def part_recovery(bootstrap: str, run_id: str, work: Path, leads: int, timer_lea
 
 
 def recover_once(bootstrap: str, prefix: str, lead_rows: list[tuple[bytes, bytes, int]], work: Path, root: Path,
-                 policy: Path, timeout: float) -> float | None:
-    """Seconds from start to serving of one fresh worker of ``root`` over a new changelog holding ``lead_rows``."""
+                 policy: Path, timeout: float) -> tuple[float | None, list[str]]:
+    """Seconds from start to serving of one fresh worker of ``root`` over a new changelog holding
+    ``lead_rows``, and what its log says of its recovery."""
     topics, env = deployment(prefix)
     env["LEADFLOW_LOGLEVEL"] = "info"
     ensure_topics(bootstrap, topics, PARTITIONS)
@@ -559,9 +566,7 @@ def recover_once(bootstrap: str, prefix: str, lead_rows: list[tuple[bytes, bytes
         with console.status(f"recovery A/B: a fresh worker of {root} over {len(lead_rows):,} rows"):
             seconds = workers.wait_serving(timeout)
     text = (work / f"{prefix}-worker0.log").read_text(errors="replace")
-    for line in re.findall(r"(?:timers rebuilt for|changelog bulk read:) .*", text):
-        print(f"    worker log: {line.strip()}", flush=True)
-    return seconds
+    return seconds, [line.strip() for line in re.findall(RECOVERY_LOG, text)]
 
 
 # -- part: timer capacity -----------------------------------------------------------------------------
