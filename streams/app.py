@@ -17,6 +17,8 @@ partition count, so faust's assignor gives partition ``p`` of every one of them 
 - Commits: an offset is committed only once the changelog writes of the messages before it are
   acknowledged (``DurableBuffer``); a partition nobody committed is read from its beginning
   (``seek_to_committed``); on Tansu, recovery reads to the exact end (``exact_end_offsets``).
+- Recovery reads each active changelog partition in bulk before faust's per-record path would
+  (``streams.recovery.BulkRecovery``), through the same ``apply_changelog_batch``.
 - The outbox: a changelog write can reach the broker while the output records of the same message
   are still unsent, and a crash then would lose them: reprocessing finds the event a duplicate and
   emits nothing. So each message that produced records keeps
