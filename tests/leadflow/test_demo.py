@@ -101,7 +101,10 @@ class Watch(threading.Thread):
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.seen.update(_descendants(self.root))
+            for pid, cmd in _descendants(self.root).items():
+                # a process that has just exited (a zombie until reaped) reads as "": keep what it was
+                if cmd or pid not in self.seen:
+                    self.seen[pid] = cmd
             self.done.wait(0.5)
 
     def stop(self) -> dict[int, str]:
