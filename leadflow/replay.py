@@ -158,11 +158,23 @@ class ClockWatch:
     _last: ClockJump | None = field(default=None, init=False, repr=False)
 
     def observe(self, before: int | None, after: int | None, event: LeadEvent, source: str, line: int) -> None:
+        self._see(before, after, event.occurred_at, event, source, line)
+
+    def observe_line(self, before: int | None, after: int | None, occurred_at: int, raw: bytes, source: str,
+                     line: int) -> None:
+        """``observe`` for a valid event known by its time and its line (one another replay job
+        applies): the line is decoded only when a jump names its event."""
+        self._see(before, after, occurred_at, raw, source, line)
+
+    def _see(self, before: int | None, after: int | None, occurred_at: int, event: LeadEvent | bytes, source: str,
+             line: int) -> None:
         if after is None:
             return
         if before is None or after - before > self.margin_ms:
+            if isinstance(event, bytes):
+                event = decode_line(event)
             self._last = ClockJump(source, line, event.lead_id, event.event_id, before, after)
-        elif after - event.occurred_at > self.margin_ms and self._last is not None:
+        elif after - occurred_at > self.margin_ms and self._last is not None:
             if self._last.behind == 0:
                 self.jumps.append(self._last)
             self._last.behind += 1

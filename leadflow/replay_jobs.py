@@ -1,10 +1,18 @@
 """``leadflow replay --jobs N``: the leads shared among N processes, the outputs merged into exactly
 the bytes one process writes.
 
-Every job reads and decodes every input line, because the clock is global: it is the watermark of
-*all* valid events, and an SLA step is stamped with it. A job applies only the events of its own
-leads (``shard_of``: a stable hash of the lead id; invalid lines belong to job 0) and only moves
-the clock for the others, so each of its leads sees exactly the clock it would see in one process.
+The clock is global: it is the watermark of *all* valid events, and an SLA step is stamped with it.
+So every job reads every line, but decodes only its own: a line belongs to the job of its lead
+(``line_shard``: ``shard_of`` the lead id, read from the line's bytes without decoding it; a line
+that is no event still belongs to exactly one job, the same in all). A job decodes and validates
+its own lines of a block and sends every other job their times, in line order (``Exchange``:
+one pipe into each job): ``occurred_at`` for a valid event, ``INVALID`` for a line that goes to the
+dead-letter queue (and does not move the clock). With the times of every line of a block, a job
+steps it: it applies the events of its own leads, dead-letters its own invalid lines, and only
+moves the clock for the others', so each of its leads sees exactly the clock it would see in one
+process. Jobs decode ``AHEAD`` blocks ahead of the block they step, so none waits for another
+unless one falls that far behind; the block size keeps everything sent and not yet read within
+half a pipe's capacity, so no write ever blocks and no job can wait for one that waits for it.
 
 Each output record is tagged with where it falls in the one-process order (``Key``):
 
@@ -26,11 +34,20 @@ import heapq
 import multiprocessing
 import os
 import pickle
+import re
+import select
+import struct
+import sys
 import tempfile
 import zlib
+from array import array
+from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
+
+import orjson
 
 from lifecycle.engine import Engine, Records
 from lifecycle.errors import EventError, LeadflowError
@@ -51,9 +68,30 @@ PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 
 LIFECYCLE, ALERTS, DLQ = 0, 1, 2
 
+#: A line's time in the exchange when it is no valid event (every valid time is >= EARLIEST_MS, 0).
+INVALID = -1
+#: Blocks a job decodes (and sends the times of) ahead of the block it steps.
+AHEAD = 4
+#: Lines per block in one process, and the most in any job.
+MAX_BLOCK = 8192
+#: The pipe capacity asked for (Linux allows up to /proc/sys/fs/pipe-max-size, 1 MiB by default).
+_PIPE_BYTES = 1 << 20
+#: Packet header: sender, kind, number of times that follow (int64 each).
+_PACKET = struct.Struct("=HBxI")
+_DATA, _LAST, _FAILED = 0, 1, 2
+#: Times per packet: a write of at most PIPE_BUF bytes to a pipe is atomic, so packets of several
+#: senders into one pipe never interleave.
+_TIMES_PER_PACKET = (select.PIPE_BUF - _PACKET.size) // 8
+#: Seconds a job waits for its peers' times before it checks that they are still there.
+_POLL_MS = 1000
+
 
 class ShardFailed(LeadflowError):
     """A replay job process failed; the message says how."""
+
+
+class PeerFailed(ShardFailed):
+    """Another replay job failed or ended: its lines' times will not come."""
 
 
 def default_jobs() -> int:
@@ -67,6 +105,144 @@ def default_jobs() -> int:
 def shard_of(lead_id: str, jobs: int) -> int:
     """The job that owns ``lead_id``: stable across processes and runs (CRC-32, not ``hash``)."""
     return zlib.crc32(lead_id.encode()) % jobs
+
+
+_LEAD_ID = re.compile(rb'"lead_id"[ \t\r\n]*:[ \t\r\n]*"([^"]*)"')
+
+
+def line_shard(line: bytes, jobs: int) -> int:
+    """The job that owns an input line, from its bytes: ``shard_of`` its lead id for every line that
+    is a valid event, and for any other line some job, the same in every job.
+
+    Without a backslash in the line every ``"`` delimits a string, so a single ``"lead_id"``
+    followed by a colon and a string is the key of a valid event's lead id, and the bytes between
+    the quotes are its UTF-8 (no escapes); any other line is parsed (orjson, as the decoder does)."""
+    at = line.find(b'"lead_id"')
+    if at >= 0 and line.find(b'"lead_id"', at + 9) < 0 and b"\\" not in line:
+        found = _LEAD_ID.match(line, at)
+        if found is not None:
+            return zlib.crc32(found.group(1)) % jobs
+    try:
+        lead_id = orjson.loads(line).get("lead_id")
+        return zlib.crc32(lead_id.encode()) % jobs if type(lead_id) is str else 0
+    except (orjson.JSONDecodeError, AttributeError, UnicodeEncodeError):
+        return 0
+
+
+class Exchange:
+    """One job's end of the exchange of line times: the read end of its own pipe and the write end
+    of every other job's. ``send`` writes the times of this job's lines of the next block to every
+    other job; ``receive(peer)`` returns the next block's times from ``peer``. ``alive`` is called
+    when nothing came for a while, and raises ``PeerFailed`` if a peer is gone. The file
+    descriptors belong to whoever made them."""
+
+    def __init__(self, job: int, inbound: int, outbound: dict[int, int], block: int,
+                 alive: Callable[[], None] | None = None) -> None:
+        self.job, self.inbound, self.outbound, self.block, self.alive = job, inbound, outbound, block, alive
+        self.peers = sorted(outbound)
+        self._buffer = bytearray()
+        self._partial = {peer: array("q") for peer in outbound}
+        self._blocks: dict[int, deque[array]] = {peer: deque() for peer in outbound}
+        self._poll = select.poll()
+        self._poll.register(inbound, select.POLLIN)
+
+    def send(self, times: array) -> None:
+        data, step, job = times.tobytes(), _TIMES_PER_PACKET * 8, self.job
+        packets = [_PACKET.pack(job, _LAST, 0)] if not data else [
+            _PACKET.pack(job, _LAST if start + step >= len(data) else _DATA, min(step, len(data) - start) // 8)
+            + data[start:start + step] for start in range(0, len(data), step)]
+        for fd in self.outbound.values():
+            for packet in packets:
+                os.write(fd, packet)  # atomic (at most PIPE_BUF), and never blocks: see the block size
+
+    def receive(self, peer: int) -> array:
+        blocks = self._blocks[peer]
+        while not blocks:
+            self._read()
+        return blocks.popleft()
+
+    def fail(self) -> None:
+        """Tell every other job that this one failed (best effort: never blocks)."""
+        packet = _PACKET.pack(self.job, _FAILED, 0)
+        for fd in self.outbound.values():
+            try:
+                os.set_blocking(fd, False)
+                os.write(fd, packet)
+            except OSError:
+                pass
+
+    def _read(self) -> None:
+        while not self._poll.poll(_POLL_MS):
+            if self.alive is not None:
+                self.alive()
+        chunk = os.read(self.inbound, 1 << 16)
+        if not chunk:
+            raise PeerFailed("a replay job ended before sending its lines' times")
+        buffer = self._buffer
+        buffer += chunk
+        position, header, size = 0, _PACKET.size, len(buffer)
+        while size - position >= header:
+            sender, kind, count = _PACKET.unpack_from(buffer, position)
+            end = position + header + 8 * count
+            if end > size:
+                break
+            if kind == _FAILED:
+                raise PeerFailed(f"replay job {sender} failed")
+            partial = self._partial[sender]
+            partial.frombytes(buffer[position + header:end])
+            if kind == _LAST:
+                self._blocks[sender].append(partial)
+                self._partial[sender] = array("q")
+            position = end
+        del buffer[:position]
+
+
+def make_pipes(jobs: int) -> tuple[list[tuple[int, int]], int]:
+    """One pipe into each job, and the lines per block: everything sent and not yet read is at most
+    the times of ``2 * AHEAD + 1`` blocks (a job sends block ``b + AHEAD`` before it reads block
+    ``b``, and a peer can be ``AHEAD`` blocks further on), kept within half the smallest pipe's capacity."""
+    pipes: list[tuple[int, int]] = []
+    try:
+        capacity = _PIPE_BYTES
+        for _ in range(jobs):
+            read, write = os.pipe()
+            pipes.append((read, write))
+            try:
+                import fcntl
+
+                try:
+                    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+                except OSError:
+                    pass
+                capacity = min(capacity, fcntl.fcntl(write, fcntl.F_GETPIPE_SZ))
+            except (ImportError, AttributeError):  # pragma: no cover - not Linux: POSIX's least
+                capacity = min(capacity, select.PIPE_BUF * 16)
+    except BaseException:
+        close_pipes(pipes)
+        raise
+    per_block = capacity // 2 // (2 * AHEAD + 1)
+    block = min(MAX_BLOCK, per_block * _TIMES_PER_PACKET // select.PIPE_BUF - 1)
+    return pipes, max(1, block)
+
+
+def close_pipes(pipes: Sequence[tuple[int, int]], keep: Sequence[int] = ()) -> None:
+    for pipe in pipes:
+        for fd in pipe:
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def exchange_for(job: int, pipes: Sequence[tuple[int, int]], block: int,
+                 alive: Callable[[], None] | None = None) -> Exchange:
+    return Exchange(job, pipes[job][0], {peer: pipe[1] for peer, pipe in enumerate(pipes) if peer != job}, block, alive)
+
+
+def _keeps(job: int, pipes: Sequence[tuple[int, int]]) -> list[int]:
+    """The file descriptors job ``job`` uses: its pipe's read end, the others' write ends."""
+    return [pipes[job][0], *(pipe[1] for peer, pipe in enumerate(pipes) if peer != job)]
 
 
 @dataclass
@@ -107,36 +283,100 @@ def _read_chunks(path: Path) -> Iterator[tuple[Key, int, bytes]]:
 Reader = tuple[Callable, Callable]
 
 
+def _lines(sources: Sequence, read_lines: Callable) -> Iterator[tuple[str, int, bytes, int]]:
+    """``(source name, line number, line, bytes consumed)`` of every source in turn."""
+    for source in sources:
+        stream = source.open()
+        try:
+            for number, line, consumed in read_lines(source, stream):
+                yield source.name, number, line, consumed
+        finally:
+            if not source.is_stdin:
+                stream.close()
+
+
 def run_shard(
     sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, out_path: Path, reader: Reader,
-    on_progress: Callable[[int], None] | None = None, watch=None,
+    on_progress: Callable[[int], None] | None = None, watch=None, exchange: Exchange | None = None,
 ) -> Tally:
     """Replay every line, applying the events of job ``job`` of ``jobs``; write its tagged records
-    to ``out_path``. ``watch`` (a ``ClockWatch``) sees every valid event, whichever job owns it."""
+    to ``out_path``. With more than one job, ``exchange`` brings the times of the other jobs' lines
+    (and takes this job's), so every job must run at the same time. ``watch`` (a ``ClockWatch``)
+    sees every valid event, whichever job owns it."""
+    if jobs > 1 and exchange is None:
+        raise ValueError("a replay job of several needs an Exchange with the others")
+    try:
+        return _run_shard(sources, policy, until, job, jobs, out_path, reader, on_progress, watch, exchange)
+    except BaseException:
+        if exchange is not None:
+            exchange.fail()
+        raise
+
+
+def _run_shard(
+    sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, out_path: Path, reader: Reader,
+    on_progress: Callable[[int], None] | None, watch, exchange: Exchange | None,
+) -> Tally:
     read_lines, decode_line = reader
     processor = Processor(Engine(policy))
     timers, steps_due, take, observe = processor.timers, processor.steps_due, processor.take, processor.observe
     holds = processor.app.reorder_ms > 0
     first_line: dict[str, int] = {}  # with a reorder window: where each lead of the job first appeared
     rows = processor.rows
+    lines = _lines(sources, read_lines)
+    block_size = exchange.block if exchange is not None else MAX_BLOCK
+    peers = exchange.peers if exchange is not None else []
+
+    def read_block() -> tuple[list, list[int], list] | None:
+        """The next block of lines, their jobs, and this job's lines decoded (event or error); the
+        times of this job's lines sent to the others."""
+        block = list(islice(lines, block_size))
+        if not block:
+            return None
+        owners = [line_shard(item[2], jobs) for item in block] if jobs > 1 else [0] * len(block)
+        mine: list = []
+        times = array("q")
+        for item, owner in zip(block, owners):
+            if owner == job:
+                try:
+                    event = decode_line(item[2])
+                except EventError as error:
+                    mine.append(error)
+                    times.append(INVALID)
+                else:
+                    mine.append(event)
+                    times.append(event.occurred_at)
+        if exchange is not None:
+            exchange.send(times)
+        return block, owners, mine
+
     index = -1
     with open(out_path, "wb") as out:
         writer = _Writer(out, [])
         add = writer.add
-        for source in sources:
-            stream = source.open()
-            try:
-                for number, line, consumed in read_lines(source, stream):
-                    index += 1
-                    if on_progress is not None:
-                        on_progress(consumed)
-                    try:
-                        event = decode_line(line)
-                    except EventError as error:
-                        if job == 0:
-                            processor.reject(error.code)
-                            dead = dlq_record(line, None, error, source.name, None, number)
-                            writer.add_dead(index, record_json(dead) + b"\n")
+        ahead: deque = deque()
+        while len(ahead) < AHEAD:
+            first = read_block()
+            if first is None:
+                break
+            ahead.append(first)
+        while ahead:
+            block, owners, mine = ahead.popleft()
+            following = read_block()
+            if following is not None:
+                ahead.append(following)
+            theirs = {peer: iter(exchange.receive(peer)) for peer in peers}  # type: ignore[union-attr]
+            own = iter(mine)
+            for (name, number, line, consumed), owner in zip(block, owners):
+                index += 1
+                if on_progress is not None:
+                    on_progress(consumed)
+                if owner == job:
+                    event = next(own)
+                    if isinstance(event, EventError):
+                        processor.reject(event.code)
+                        dead = dlq_record(line, None, event, name, None, number)
+                        writer.add_dead(index, record_json(dead) + b"\n")
                         continue
                     at = event.occurred_at
                     before = processor.clock
@@ -145,19 +385,25 @@ def run_shard(
                             if records:
                                 add((index, 0, due, lead_id), records)
                     lead_id = event.lead_id
-                    if zlib.crc32(lead_id.encode()) % jobs == job:
-                        if holds and lead_id not in rows:
-                            first_line[lead_id] = index
-                        records = take(event)
-                        if records:
-                            add((index, 1, 0, ""), records)
-                    else:
-                        observe(at)
+                    if holds and lead_id not in rows:
+                        first_line[lead_id] = index
+                    records = take(event)
+                    if records:
+                        add((index, 1, 0, ""), records)
                     if watch is not None:
-                        watch.observe(before, processor.clock, event, source.name, number)
-            finally:
-                if not source.is_stdin:
-                    stream.close()
+                        watch.observe(before, processor.clock, event, name, number)
+                else:
+                    at = next(theirs[owner])
+                    if at == INVALID:
+                        continue
+                    before = processor.clock
+                    if timers.any_due(at):
+                        for lead_id, due, records in steps_due(at, inclusive=False):
+                            if records:
+                                add((index, 0, due, lead_id), records)
+                    observe(at)
+                    if watch is not None:
+                        watch.observe_line(before, processor.clock, at, line, name, number)
         final = until if until is not None else processor.clock
         if final is not None:
             for lead_id, due, records in steps_due(final, inclusive=True):
@@ -178,13 +424,22 @@ def run_shard(
 
 
 def _child(sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, out_path: Path,
-           reader: Reader, result_path: Path) -> None:
+           reader: Reader, result_path: Path, pipes: Sequence[tuple[int, int]], block: int, parent: int) -> None:
+    close_pipes(pipes, keep=_keeps(job, pipes))
+
+    def alive() -> None:
+        if os.getppid() != parent:
+            raise PeerFailed("the replay's parent process ended")
+
     try:
-        outcome: tuple = ("ok", run_shard(sources, policy, until, job, jobs, out_path, reader))
+        outcome: tuple = ("ok", run_shard(sources, policy, until, job, jobs, out_path, reader,
+                                          exchange=exchange_for(job, pipes, block, alive)))
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
-        outcome = ("error", f"{type(error).__name__}: {error}")
+        outcome = ("error", f"{type(error).__name__}: {error}", isinstance(error, PeerFailed))
     with open(result_path, "wb") as result:
         pickle.dump(outcome, result)
+    if outcome[0] != "ok":
+        sys.exit(1)
 
 
 def merge_tallies(tallies: Sequence[Tally]) -> Tally:
@@ -213,24 +468,35 @@ def replay_parallel(
         tmp_path = Path(tmp)
         parts = [tmp_path / f"job-{job}.pickle" for job in range(jobs)]
         results = [tmp_path / f"job-{job}.result" for job in range(jobs)]
+        pipes, block = make_pipes(jobs)
+        kept: list[int] = []
         children = [
-            context.Process(target=_child, args=(sources, policy, until, job, jobs, parts[job], reader, results[job]),
+            context.Process(target=_child, args=(sources, policy, until, job, jobs, parts[job], reader, results[job],
+                                                 pipes, block, os.getpid()),
                             name=f"leadflow-replay-{job}", daemon=True)
             for job in range(1, jobs)
         ]
+
+        def alive() -> None:
+            for job, child in enumerate(children, start=1):
+                if child.exitcode not in (None, 0):
+                    raise PeerFailed(f"replay job {job} of {jobs} ended with status {child.exitcode}")
+
         gc.freeze()  # the children's collector leaves the parent's objects alone: no copy-on-write of them
         try:
             for child in children:
                 child.start()
             gc.unfreeze()
-            tallies = [run_shard(sources, policy, until, 0, jobs, parts[0], reader, on_progress, watch)]
+            kept = _keeps(0, pipes)
+            close_pipes(pipes, keep=kept)
+            try:
+                tallies = [run_shard(sources, policy, until, 0, jobs, parts[0], reader, on_progress, watch,
+                                     exchange_for(0, pipes, block, alive))]
+            except PeerFailed as failed:
+                raise _failure(children, results, jobs) or failed
             for job, child in enumerate(children, start=1):
                 child.join()
-                try:
-                    with open(results[job], "rb") as result:
-                        status, value = pickle.load(result)
-                except (OSError, EOFError, pickle.UnpicklingError):
-                    status, value = "error", f"exited with status {child.exitcode}"
+                status, value, *_ = _outcome(results[job], child)
                 if status != "ok":
                     raise ShardFailed(f"replay job {job} of {jobs} failed: {value}")
                 tallies.append(value)
@@ -239,8 +505,29 @@ def replay_parallel(
                 if child.is_alive():
                     child.terminate()
                     child.join()
+            close_pipes(pipes if not kept else [tuple(kept)])
         merge_parts(parts, outputs)
     return merge_tallies(tallies)
+
+
+def _outcome(path: Path, child) -> tuple:
+    try:
+        with open(path, "rb") as result:
+            return pickle.load(result)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return "error", f"exited with status {child.exitcode}", False
+
+
+def _failure(children: Sequence, results: Sequence[Path], jobs: int) -> ShardFailed | None:
+    """Why the jobs failed, from the first that failed on its own (not because another did)."""
+    for job, child in enumerate(children, start=1):
+        child.join(timeout=10)
+        if child.is_alive():
+            continue
+        status, value, *peer = _outcome(results[job], child)
+        if status != "ok" and not (peer and peer[0]):
+            return ShardFailed(f"replay job {job} of {jobs} failed: {value}")
+    return None
 
 
 def merge_parts(parts: Sequence[Path], outputs: Sequence[BinaryIO]) -> None:

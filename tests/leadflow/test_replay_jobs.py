@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
+import threading
 from pathlib import Path
 
+import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from leadflow.replay import OUTPUT_FILES, Source, decode_line, read_lines, replay
-from leadflow.replay_jobs import merge_parts, merge_tallies, run_shard, shard_of
+from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, decode_line, read_lines, replay
+from leadflow.replay_jobs import (close_pipes, exchange_for, line_shard, make_pipes, merge_parts, merge_tallies,
+                                  run_shard, shard_of)
 from lifecycle.policy import Policy
 from schemas.codec import encode_event_json
 from schemas.policy_file import parse_policy
-from tests.strategies import BASE_MS, HOUR_MS, events
+from tests.strategies import BASE_MS, HOUR_MS, events, wild_events
 
 REORDER = parse_policy('[lateness]\nreorder = "5m"\ngrace = "2m"\n')
-garbage = st.sampled_from([b"{", b"[]", b'{"event_id":"x"}'])
+garbage = st.sampled_from([b"{", b"[]", b'{"event_id":"x"}', b'{"fields":{"lead_id":"L2"}}',
+                           b'{"lead_id":"L3","event_type":"nope"}', b'{"lead_id" : "L4", "lead_id": 7}'])
 
 
 def on_the_hour(event):
@@ -37,11 +42,35 @@ def outputs(out_dir: Path) -> dict[str, bytes]:
     return {name: (out_dir / name).read_bytes() for name in OUTPUT_FILES}
 
 
-def sharded(sources: list[Source], policy: Policy, until: int | None, jobs: int, tmp: Path):
-    """The shards run one after the other in this process, then merged: what ``--jobs`` does in N."""
+def sharded(sources: list[Source], policy: Policy, until: int | None, jobs: int, tmp: Path, block: int | None = None,
+            watch: ClockWatch | None = None):
+    """The shards run at once in threads of this process, exchanging their lines' times through
+    pipes as the processes do (``block`` lines per block: smaller than the default is always
+    safe), then merged: what ``--jobs`` does in N processes."""
     tmp.mkdir(exist_ok=True)
     parts = [tmp / f"job-{job}" for job in range(jobs)]
-    tallies = [run_shard(sources, policy, until, job, jobs, parts[job], (read_lines, decode_line)) for job in range(jobs)]
+    pipes, default_block = make_pipes(jobs)
+    tallies: list = [None] * jobs
+    errors: list[BaseException] = []
+
+    def run(job: int) -> None:
+        exchange = exchange_for(job, pipes, block or default_block) if jobs > 1 else None
+        try:
+            tallies[job] = run_shard(sources, policy, until, job, jobs, parts[job], (read_lines, decode_line),
+                                     watch=watch if job == 0 else None, exchange=exchange)
+        except BaseException as error:  # noqa: BLE001 - raised below
+            errors.append(error)
+
+    threads = [threading.Thread(target=run, args=(job,)) for job in range(jobs)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        close_pipes(pipes)
+    if errors:
+        raise errors[0]
     out = tmp / "merged"
     out.mkdir()
     with open(out / OUTPUT_FILES[0], "wb") as a, open(out / OUTPUT_FILES[1], "wb") as b, \
@@ -51,18 +80,41 @@ def sharded(sources: list[Source], policy: Policy, until: int | None, jobs: int,
 
 
 @examples
-@given(streams, st.integers(1, 4), st.booleans(), st.one_of(st.none(), st.integers(0, 5 * 86_400_000)))
-def test_shards_merged_are_the_one_process_output_byte_for_byte(lines, jobs, reorder, until_offset):
+@given(streams, st.integers(1, 4), st.booleans(), st.one_of(st.none(), st.integers(0, 5 * 86_400_000)),
+       st.integers(1, 8))
+def test_shards_merged_are_the_one_process_output_byte_for_byte(lines, jobs, reorder, until_offset, block):
     policy = REORDER if reorder else Policy()
     until = None if until_offset is None else BASE_MS + until_offset
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "in.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in lines))
         sources = [Source(str(path))]
-        one = replay(sources, Path(tmp) / "one", policy, until)
-        tally, merged = sharded(sources, policy, until, jobs, Path(tmp))
+        watch_one, watch_jobs = ClockWatch(HOUR_MS), ClockWatch(HOUR_MS)
+        one = replay(sources, Path(tmp) / "one", policy, until, watch=watch_one)
+        tally, merged = sharded(sources, policy, until, jobs, Path(tmp), block, watch_jobs)
         assert merged == outputs(Path(tmp) / "one")
         assert tally == one
+        assert watch_jobs.jumps == watch_one.jumps  # the clock warnings name the same events
+
+
+def spellings(line: bytes) -> list[bytes]:
+    """The same event written other ways: spaces, escapes, the lead id first, a "lead_id" nested in
+    a form's fields too."""
+    obj = orjson.loads(line)
+    first = {"lead_id": obj.pop("lead_id"), **obj}
+    out = [line, json.dumps(first).encode(), json.dumps(first, ensure_ascii=False).encode(),
+           json.dumps(first, indent=None, separators=(" , ", " :\t")).encode()]
+    if obj["event_type"] == "form_fill":
+        out.append(orjson.dumps({**first, "fields": {**(obj.get("fields") or {}), "lead_id": "elsewhere"}}))
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(wild_events(), st.integers(1, 5))
+def test_a_valid_event_belongs_to_the_job_of_its_lead_however_it_is_written(event, jobs):
+    for line in spellings(encode_event_json(event)):
+        decoded = decode_line(line)
+        assert line_shard(line, jobs) == shard_of(decoded.lead_id, jobs), line
 
 
 def test_a_lead_always_belongs_to_the_same_job():
