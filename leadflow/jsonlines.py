@@ -67,3 +67,73 @@ def read_lines(stream: BinaryIO, limit: int = MAX_LINE_BYTES, *, skip_long: bool
         line = raw.rstrip(b"\r\n")
         if line.strip():
             yield number, line, consumed
+
+
+#: Bytes ``read_blocks`` reads at a time.
+CHUNK_BYTES = 1024 * 1024
+
+
+def read_blocks(stream: BinaryIO, limit: int = MAX_LINE_BYTES, chunk_bytes: int = CHUNK_BYTES
+                ) -> Iterator[list[tuple[int, bytes, int]]]:
+    """The lines of ``read_lines`` (long ones skipped), in lists: what ``chunk_bytes`` of the stream
+    hold, split at once (several times faster per line than a ``readline`` each). ``stream.read``
+    waits for a whole chunk, so this is for files, not for a pipe whose lines should come as written.
+    Memory stays near ``2 * chunk_bytes + limit`` whatever the input."""
+    number = 0
+    rest = b""
+    while True:
+        chunk = stream.read(chunk_bytes)
+        if not chunk:
+            break
+        data = rest + chunk if rest else chunk
+        end = data.rfind(b"\n")
+        if end >= 0:
+            rest = data[end + 1:]
+            pieces = data[:end].split(b"\n")
+            block = _split(pieces, number, limit)
+            number += len(pieces)
+            if block:
+                yield block
+        elif len(data) <= limit:
+            rest = data
+        else:  # a long line: read past it to its newline
+            head, length, rest = data[:min(LONG_LINE_KEPT, limit + 1)], len(data), b""
+            while True:
+                chunk = stream.read(chunk_bytes)
+                newline = chunk.find(b"\n")
+                if newline >= 0:
+                    number += 1
+                    yield [(number, LongLine(head, length + newline, limit), length + newline + 1)]
+                    rest = chunk[newline + 1:]
+                    break
+                length += len(chunk)
+                if not chunk:
+                    yield [(number + 1, LongLine(head, length, limit), length)]
+                    return
+    if rest:  # what followed the last newline read, lines of their own and one without a newline
+        pieces = rest.split(b"\n")
+        block = _split(pieces, number, limit, last_unterminated=True)
+        if block:
+            yield block
+
+
+def _split(pieces: list[bytes], number: int, limit: int, last_unterminated: bool = False
+           ) -> list[tuple[int, bytes, int]]:
+    """``read_lines``' items for ``pieces``, lines numbered from ``number + 1``, each consumed with
+    its newline (but the last one if ``last_unterminated``). A long line keeps what ``read_lines``
+    keeps of it: its first ``min(LONG_LINE_KEPT, limit + 1)`` bytes."""
+    out = []
+    append = out.append
+    last = len(pieces) - 1 if last_unterminated else -1
+    for at, raw in enumerate(pieces):
+        number += 1
+        consumed = len(raw) + (at != last)
+        if not consumed:
+            continue
+        if len(raw) > limit:
+            append((number, LongLine(raw[:min(LONG_LINE_KEPT, limit + 1)], len(raw), limit), consumed))
+            continue
+        line = raw.rstrip(b"\r")
+        if line.strip():
+            append((number, line, consumed))
+    return out

@@ -22,7 +22,7 @@ Each output record is tagged with where it falls in the one-process order (``Key
 - after the last line (``END``): phase 0 the final advance to ``--until``, phase 1 the events still
   held by a reorder window, lead by lead in order of first appearance, phase 2 what those started;
 
-then by position within the step. Job 0 runs in the calling process (progress, clock warnings);
+then in the order the job made them. Job 0 runs in the calling process (progress, clock warnings);
 the others are forked, write their tagged records to a temporary file in chunks, and the parent
 merges the sorted streams (``heapq.merge``) into the three output files.
 """
@@ -42,8 +42,7 @@ import tempfile
 import zlib
 from array import array
 from collections import deque
-from dataclasses import dataclass
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
@@ -59,8 +58,8 @@ from schemas.wire import record_json
 
 #: Line index of everything after the last line (no input has this many lines).
 END = 1 << 62
-#: (line index, phase, due time or first line, lead id, position within the step)
-Key = tuple[int, int, int, str, int]
+#: (line index, phase, due time or first line, lead id)
+Key = tuple[int, int, int, str]
 #: Tagged records written per pickle chunk.
 _CHUNK = 8192
 #: Inputs smaller than this replay in one process unless ``--jobs`` is given: forking costs more.
@@ -245,23 +244,29 @@ def _keeps(job: int, pipes: Sequence[tuple[int, int]]) -> list[int]:
     return [pipes[job][0], *(pipe[1] for peer, pipe in enumerate(pipes) if peer != job)]
 
 
-@dataclass
 class _Writer:
-    """Tagged records of one job, pickled in chunks to a file."""
+    """Tagged records of one job, pickled in chunks to a file: one entry per step that wrote any,
+    ``(*key head, sequence, lifecycle lines, alert lines, dead letter)``; the sequence (entries of
+    this job so far) keeps two entries with the same key head in the order they were made."""
 
-    out: BinaryIO
-    chunk: list
+    __slots__ = ("out", "chunk", "sequence")
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out, self.chunk, self.sequence = out, [], 0
 
     def add(self, key_head: tuple, records: Records) -> None:
-        chunk = self.chunk
-        for position, record in enumerate(records):
-            kind = LIFECYCLE if type(record) is LifecycleRecord else ALERTS
-            chunk.append(((*key_head, position), kind, record_json(record) + b"\n"))
-        if len(chunk) >= _CHUNK:
+        lifecycle, alerts = [], []
+        for record in records:
+            (lifecycle if type(record) is LifecycleRecord else alerts).append(record_json(record))
+        self.sequence += 1
+        self.chunk.append((*key_head, self.sequence, b"\n".join(lifecycle) + b"\n" if lifecycle else b"",
+                           b"\n".join(alerts) + b"\n" if alerts else b"", b""))
+        if len(self.chunk) >= _CHUNK:
             self.flush()
 
     def add_dead(self, index: int, data: bytes) -> None:
-        self.chunk.append(((index, 1, 0, "", 0), DLQ, data))
+        self.sequence += 1
+        self.chunk.append((index, 1, 0, "", self.sequence, b"", b"", data))
 
     def flush(self) -> None:
         if self.chunk:
@@ -269,7 +274,7 @@ class _Writer:
             self.chunk = []
 
 
-def _read_chunks(path: Path) -> Iterator[tuple[Key, int, bytes]]:
+def _read_chunks(path: Path) -> Iterator[tuple]:
     with open(path, "rb") as stream:
         while True:
             try:
@@ -279,17 +284,22 @@ def _read_chunks(path: Path) -> Iterator[tuple[Key, int, bytes]]:
             yield from chunk
 
 
-#: How replay reads a source's lines and decodes one (``leadflow.replay.read_lines``, ``decode_line``).
+#: How replay reads a source's lines in lists and decodes one (``leadflow.replay.read_blocks``, ``decode_line``).
 Reader = tuple[Callable, Callable]
 
 
-def _lines(sources: Sequence, read_lines: Callable) -> Iterator[tuple[str, int, bytes, int]]:
-    """``(source name, line number, line, bytes consumed)`` of every source in turn."""
+def _blocks(sources: Sequence, read_blocks: Callable, size: int) -> Iterator[tuple[str, list[tuple[int, bytes, int]]]]:
+    """``(source name, lines)``: every source's lines in turn, at most ``size`` at a time, each
+    ``(line number, line, bytes consumed)``."""
     for source in sources:
         stream = source.open()
         try:
-            for number, line, consumed in read_lines(source, stream):
-                yield source.name, number, line, consumed
+            lines = chain.from_iterable(read_blocks(source, stream))
+            while True:
+                block = list(islice(lines, size))
+                if not block:
+                    break
+                yield source.name, block
         finally:
             if not source.is_stdin:
                 stream.close()
@@ -317,29 +327,29 @@ def _run_shard(
     sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, out_path: Path, reader: Reader,
     on_progress: Callable[[int], None] | None, watch, exchange: Exchange | None,
 ) -> Tally:
-    read_lines, decode_line = reader
+    read_blocks, decode_line = reader
     processor = Processor(Engine(policy))
     timers, steps_due, take, observe = processor.timers, processor.steps_due, processor.take, processor.observe
     holds = processor.app.reorder_ms > 0
     first_line: dict[str, int] = {}  # with a reorder window: where each lead of the job first appeared
     rows = processor.rows
-    lines = _lines(sources, read_lines)
     block_size = exchange.block if exchange is not None else MAX_BLOCK
+    blocks = _blocks(sources, read_blocks, block_size)
     peers = exchange.peers if exchange is not None else []
 
-    def read_block() -> tuple[list, list[int], list] | None:
+    def read_block() -> tuple[str, list, list[int], list] | None:
         """The next block of lines, their jobs, and this job's lines decoded (event or error); the
         times of this job's lines sent to the others."""
-        block = list(islice(lines, block_size))
-        if not block:
+        name, block = next(blocks, (None, None))
+        if block is None:
             return None
-        owners = [line_shard(item[2], jobs) for item in block] if jobs > 1 else [0] * len(block)
+        owners = [line_shard(item[1], jobs) for item in block] if jobs > 1 else [0] * len(block)
         mine: list = []
         times = array("q")
         for item, owner in zip(block, owners):
             if owner == job:
                 try:
-                    event = decode_line(item[2])
+                    event = decode_line(item[1])
                 except EventError as error:
                     mine.append(error)
                     times.append(INVALID)
@@ -348,11 +358,11 @@ def _run_shard(
                     times.append(event.occurred_at)
         if exchange is not None:
             exchange.send(times)
-        return block, owners, mine
+        return name, block, owners, mine
 
     index = -1
     with open(out_path, "wb") as out:
-        writer = _Writer(out, [])
+        writer = _Writer(out)
         add = writer.add
         ahead: deque = deque()
         while len(ahead) < AHEAD:
@@ -361,13 +371,13 @@ def _run_shard(
                 break
             ahead.append(first)
         while ahead:
-            block, owners, mine = ahead.popleft()
+            name, block, owners, mine = ahead.popleft()
             following = read_block()
             if following is not None:
                 ahead.append(following)
             theirs = {peer: iter(exchange.receive(peer)) for peer in peers}  # type: ignore[union-attr]
             own = iter(mine)
-            for (name, number, line, consumed), owner in zip(block, owners):
+            for (number, line, consumed), owner in zip(block, owners):
                 index += 1
                 if on_progress is not None:
                     on_progress(consumed)
@@ -532,6 +542,25 @@ def _failure(children: Sequence, results: Sequence[Path], jobs: int) -> ShardFai
 
 def merge_parts(parts: Sequence[Path], outputs: Sequence[BinaryIO]) -> None:
     """Merge the jobs' tagged records, each file in key order, into ``outputs`` (lifecycle, alerts, dlq)."""
-    write = [output.write for output in outputs]
-    for _, kind, data in heapq.merge(*(_read_chunks(part) for part in parts)):
-        write[kind](data)
+    pending: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+    lifecycle, alerts, dead = pending
+    count = 0
+    for entry in heapq.merge(*(_read_chunks(part) for part in parts)):
+        if entry[5]:
+            lifecycle.append(entry[5])
+        if entry[6]:
+            alerts.append(entry[6])
+        if entry[7]:
+            dead.append(entry[7])
+        count += 1
+        if count >= _CHUNK:
+            _write_pending(pending, outputs)
+            count = 0
+    _write_pending(pending, outputs)
+
+
+def _write_pending(pending: tuple[list[bytes], ...], outputs: Sequence[BinaryIO]) -> None:
+    for lines, output in zip(pending, outputs):
+        if lines:
+            output.write(b"".join(lines))
+            lines.clear()

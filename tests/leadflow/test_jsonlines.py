@@ -6,7 +6,9 @@ import io
 import tracemalloc
 from pathlib import Path
 
-from leadflow.jsonlines import LINE_TOO_LONG, LONG_LINE_KEPT, LongLine, read_lines
+from hypothesis import given, settings, strategies as st
+
+from leadflow.jsonlines import LINE_TOO_LONG, LONG_LINE_KEPT, LongLine, read_blocks, read_lines
 
 
 def test_lines_numbers_and_bytes_consumed_blank_lines_skipped() -> None:
@@ -48,4 +50,37 @@ def test_a_huge_sparse_file_is_read_past_in_bounded_memory(tmp_path: Path) -> No
         tracemalloc.stop()
     assert [n for n, _, _ in lines] == [1, 2] and lines[1][1] == b'{"after":1}'
     assert isinstance(lines[0][1], LongLine) and lines[0][1].length == 256 * 1024 * 1024
+    assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes"
+
+
+pieces = st.sampled_from([b"\n", b"\r", b"\r\n", b" ", b"\t", b"{}", b'{"a":"b"}', b"x" * 9, b"y" * 10, b"z" * 11,
+                          b"w" * 25, b"\x00"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(pieces, max_size=40), st.integers(1, 30))
+def test_blocks_hold_the_lines_read_one_at_a_time(parts: list[bytes], chunk: int) -> None:
+    data = b"".join(parts)
+    one = list(read_lines(io.BytesIO(data), limit=10))
+    blocks = [line for block in read_blocks(io.BytesIO(data), limit=10, chunk_bytes=chunk) for line in block]
+    assert blocks == one
+    assert [getattr(line, "length", None) for _, line, _ in blocks] == [getattr(line, "length", None) for _, line, _ in one]
+    assert [type(line) for _, line, _ in blocks] == [type(line) for _, line, _ in one]
+
+
+def test_blocks_read_past_a_huge_sparse_file_in_bounded_memory(tmp_path: Path) -> None:
+    sparse = tmp_path / "sparse.jsonl"
+    with open(sparse, "wb") as f:
+        f.truncate(64 * 1024 * 1024)
+        f.seek(0, io.SEEK_END)
+        f.write(b'\n{"after":1}\n')
+    tracemalloc.start()
+    try:
+        with open(sparse, "rb") as f:
+            lines = [line for block in read_blocks(f) for line in block]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert [n for n, _, _ in lines] == [1, 2] and lines[1][1] == b'{"after":1}'
+    assert isinstance(lines[0][1], LongLine) and lines[0][1].length == 64 * 1024 * 1024
     assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes"

@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, decode_line, read_lines, replay
+from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, decode_line, read_blocks, replay
 from leadflow.replay_jobs import (close_pipes, exchange_for, line_shard, make_pipes, merge_parts, merge_tallies,
                                   run_shard, shard_of)
 from lifecycle.policy import Policy
@@ -56,7 +56,7 @@ def sharded(sources: list[Source], policy: Policy, until: int | None, jobs: int,
     def run(job: int) -> None:
         exchange = exchange_for(job, pipes, block or default_block) if jobs > 1 else None
         try:
-            tallies[job] = run_shard(sources, policy, until, job, jobs, parts[job], (read_lines, decode_line),
+            tallies[job] = run_shard(sources, policy, until, job, jobs, parts[job], (read_blocks, decode_line),
                                      watch=watch if job == 0 else None, exchange=exchange)
         except BaseException as error:  # noqa: BLE001 - raised below
             errors.append(error)
