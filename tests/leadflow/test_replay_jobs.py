@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, decode_line, read_blocks, replay
 from leadflow.replay_jobs import (close_pipes, exchange_for, line_shard, make_pipes, merge_parts, merge_tallies,
                                   run_shard, shard_of)
+from lifecycle.events import MAX_FIELDS
 from lifecycle.policy import Policy
 from schemas.codec import encode_event_json
 from schemas.policy_file import parse_policy
@@ -104,13 +105,15 @@ def spellings(line: bytes) -> list[bytes]:
     first = {"lead_id": obj.pop("lead_id"), **obj}
     out = [line, json.dumps(first).encode(), json.dumps(first, ensure_ascii=False).encode(),
            json.dumps(first, indent=None, separators=(" , ", " :\t")).encode()]
-    if obj["event_type"] == "form_fill":
+    if obj["event_type"] == "form_fill" and len(obj.get("fields") or {}) < MAX_FIELDS:
         out.append(orjson.dumps({**first, "fields": {**(obj.get("fields") or {}), "lead_id": "elsewhere"}}))
+        nested = {**obj, "fields": {**(obj.get("fields") or {}), "lead_id": "elsewhere"}}
+        out.append(b'{"lead_id" : ' + orjson.dumps(first["lead_id"]) + b"," + orjson.dumps(nested)[1:])
     return out
 
 
 @settings(max_examples=200, deadline=None)
-@given(wild_events(), st.integers(1, 5))
+@given(st.one_of(events(), wild_events()), st.integers(2, 5))
 def test_a_valid_event_belongs_to_the_job_of_its_lead_however_it_is_written(event, jobs):
     for line in spellings(encode_event_json(event)):
         decoded = decode_line(line)
