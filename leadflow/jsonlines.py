@@ -117,11 +117,18 @@ def read_blocks(stream: BinaryIO, limit: int = MAX_LINE_BYTES, chunk_bytes: int 
             yield block
 
 
+_plus_one = (1).__add__
+
+
 def _split(pieces: list[bytes], number: int, limit: int, last_unterminated: bool = False
            ) -> list[tuple[int, bytes, int]]:
     """``read_lines``' items for ``pieces``, lines numbered from ``number + 1``, each consumed with
     its newline (but the last one if ``last_unterminated``). A long line keeps what ``read_lines``
     keeps of it: its first ``min(LONG_LINE_KEPT, limit + 1)`` bytes."""
+    if not last_unterminated and b"\r" not in b"".join(pieces) and all(map(bytes.strip, pieces)) and \
+            max(map(len, pieces), default=0) <= limit:
+        # the common case, with no Python code per line: no carriage return, blank or long line
+        return list(zip(range(number + 1, number + 1 + len(pieces)), pieces, map(_plus_one, map(len, pieces))))
     out = []
     append = out.append
     last = len(pieces) - 1 if last_unterminated else -1

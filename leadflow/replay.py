@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
@@ -91,6 +92,8 @@ class Source:
         return None
 
 
+#: Lifecycle and alert lines a replay keeps before it writes them at once.
+WRITE_EVERY = 4096
 #: Lines between two ``gc.freeze()`` calls while a replay reads (``read_lines``).
 FREEZE_EVERY = 1 << 16
 
@@ -265,19 +268,30 @@ def replay(
         if processor is None:
             processor = Processor(Engine(policy))
 
+        pending: tuple[list[bytes], list[bytes]] = ([], [])  # lifecycle and alert lines not yet written
+
+        def write_pending() -> None:
+            for lines, target in zip(pending, (lifecycle_out, alerts_out)):
+                if lines:
+                    target.write(b"".join(lines))
+                    lines.clear()
+
         def write(records: list) -> None:
             for record in records:
-                target = lifecycle_out if isinstance(record, LifecycleRecord) else alerts_out
-                target.write(record_json(record) + b"\n")
+                pending[0 if isinstance(record, LifecycleRecord) else 1].append(record_json(record) + b"\n")
                 if on_record is not None:
                     on_record(record)
                 if checkpoint is not None:
                     checkpoint.add(record, here)
+            if len(pending[0]) + len(pending[1]) >= WRITE_EVERY:
+                write_pending()
 
         for source in sources:
             stream = source.open()
             try:
-                for number, line, consumed in read_lines(source, stream):
+                lines = chain.from_iterable(read_blocks(source, stream)) if source.size() is not None else \
+                    read_lines(source, stream)
+                for number, line, consumed in lines:
                     if on_progress is not None:
                         on_progress(consumed)
                     if checkpoint is not None:
@@ -304,6 +318,7 @@ def replay(
                     stream.close()
         here = None
         write(processor.finish(until))
+        write_pending()
         if checkpoint is not None:
             checkpoint.close()
         commit()

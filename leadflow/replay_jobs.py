@@ -42,6 +42,7 @@ import zlib
 from array import array
 from collections import deque
 from itertools import chain, islice
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
@@ -374,45 +375,47 @@ def _run_shard(
             following = read_block()
             if following is not None:
                 ahead.append(following)
-            theirs = {peer: iter(exchange.receive(peer)) for peer in peers}  # type: ignore[union-attr]
-            own = iter(mine)
-            for (number, line, consumed), owner in zip(block, owners):
+            sequences: list = [None] * jobs  # per job, its lines' items of this block in order
+            sequences[job] = iter(mine)
+            for peer in peers:
+                sequences[peer] = iter(exchange.receive(peer))  # type: ignore[union-attr]
+            items = [next(sequences[owner]) for owner in owners]  # an event or error, or another job's time
+            for (number, line, consumed), item in zip(block, items):
                 index += 1
                 if on_progress is not None:
                     on_progress(consumed)
-                if owner == job:
-                    event = next(own)
-                    if isinstance(event, EventError):
-                        processor.reject(event.code)
-                        dead = dlq_record(line, None, event, name, None, number)
-                        writer.add_dead(index, record_json(dead) + b"\n")
-                        continue
-                    at = event.occurred_at
-                    before = processor.clock
-                    if timers.any_due(at):
-                        for lead_id, due, records in steps_due(at, inclusive=False):
-                            if records:
-                                add((index, 0, due, lead_id), records)
-                    lead_id = event.lead_id
-                    if holds and lead_id not in rows:
-                        first_line[lead_id] = index
-                    records = take(event)
-                    if records:
-                        add((index, 1, 0, ""), records)
-                    if watch is not None:
-                        watch.observe(before, processor.clock, event, name, number)
-                else:
-                    at = next(theirs[owner])
-                    if at == INVALID:
+                if type(item) is int:  # another job's line: only the clock moves, if it is an event
+                    if item == INVALID:
                         continue
                     before = processor.clock
-                    if timers.any_due(at):
-                        for lead_id, due, records in steps_due(at, inclusive=False):
+                    if timers.any_due(item):
+                        for lead_id, due, records in steps_due(item, inclusive=False):
                             if records:
                                 add((index, 0, due, lead_id), records)
-                    observe(at)
+                    if before is None or item > before:
+                        processor.clock = item
                     if watch is not None:
-                        watch.observe_line(before, processor.clock, at, line, name, number)
+                        watch.observe_line(before, processor.clock, item, line, name, number)
+                    continue
+                if isinstance(item, EventError):
+                    processor.reject(item.code)
+                    dead = dlq_record(line, None, item, name, None, number)
+                    writer.add_dead(index, record_json(dead) + b"\n")
+                    continue
+                at = item.occurred_at
+                before = processor.clock
+                if timers.any_due(at):
+                    for lead_id, due, records in steps_due(at, inclusive=False):
+                        if records:
+                            add((index, 0, due, lead_id), records)
+                lead_id = item.lead_id
+                if holds and lead_id not in rows:
+                    first_line[lead_id] = index
+                records = take(item)
+                if records:
+                    add((index, 1, 0, ""), records)
+                if watch is not None:
+                    watch.observe(before, processor.clock, item, name, number)
         final = until if until is not None else processor.clock
         if final is not None:
             for lead_id, due, records in steps_due(final, inclusive=True):
@@ -541,25 +544,13 @@ def _failure(children: Sequence, results: Sequence[Path], jobs: int) -> ShardFai
 
 def merge_parts(parts: Sequence[Path], outputs: Sequence[BinaryIO]) -> None:
     """Merge the jobs' tagged records, each file in key order, into ``outputs`` (lifecycle, alerts, dlq)."""
-    pending: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
-    lifecycle, alerts, dead = pending
-    count = 0
-    for entry in heapq.merge(*(_read_chunks(part) for part in parts)):
-        if entry[5]:
-            lifecycle.append(entry[5])
-        if entry[6]:
-            alerts.append(entry[6])
-        if entry[7]:
-            dead.append(entry[7])
-        count += 1
-        if count >= _CHUNK:
-            _write_pending(pending, outputs)
-            count = 0
-    _write_pending(pending, outputs)
-
-
-def _write_pending(pending: tuple[list[bytes], ...], outputs: Sequence[BinaryIO]) -> None:
-    for lines, output in zip(pending, outputs):
-        if lines:
-            output.write(b"".join(lines))
-            lines.clear()
+    merged = heapq.merge(*(_read_chunks(part) for part in parts))
+    lifecycle, alerts, dead = itemgetter(5), itemgetter(6), itemgetter(7)
+    while True:
+        entries = list(islice(merged, _CHUNK))
+        if not entries:
+            return
+        for take, output in ((lifecycle, outputs[0]), (alerts, outputs[1]), (dead, outputs[2])):
+            data = b"".join(map(take, entries))
+            if data:
+                output.write(data)
