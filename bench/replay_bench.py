@@ -128,10 +128,20 @@ def step_costs(leads: int = 20_000, opens: int = 10) -> tuple[float, float]:
     return move_us, still_us
 
 
-def timed_replay(path: Path, out_dir: Path, jobs: int) -> tuple[float, object]:
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process, and of its children that ended."""
+    times = os.times()
+    return times.user + times.system, times.children_user + times.children_system
+
+
+def timed_replay(path: Path, out_dir: Path, jobs: int) -> tuple[float, object, float, float]:
+    """Wall seconds, tally, and CPU seconds of this process and of the job processes."""
+    own, children = cpu_seconds()
     started = time.perf_counter()
     tally = replay([Source(str(path))], out_dir, Policy(), jobs=jobs)
-    return time.perf_counter() - started, tally
+    wall = time.perf_counter() - started
+    own_after, children_after = cpu_seconds()
+    return wall, tally, own_after - own, children_after - children
 
 
 def main() -> None:
@@ -154,12 +164,16 @@ def main() -> None:
         before = rss_bytes()
         processor = Processor(Engine(Policy()))
         with console.status("replay"):
+            one_cpu = cpu_seconds()[0]
             started = time.perf_counter()
             tally = replay([Source(str(path))], tmp_path / "out", Policy(), processor=processor)
             replay_s = time.perf_counter() - started
+            one_cpu = cpu_seconds()[0] - one_cpu
         peak = peak_rss_bytes()
+        load = os.getloadavg()[0]
         with console.status(f"replay --jobs {args.jobs}"):
-            jobs_s, jobs_tally = timed_replay(path, tmp_path / "out-jobs", args.jobs)
+            jobs_s, jobs_tally, parent_cpu, jobs_cpu = timed_replay(path, tmp_path / "out-jobs", args.jobs)
+        load = f"{load:.2f} / {os.getloadavg()[0]:.2f}"
         same = all((tmp_path / "out" / name).read_bytes() == (tmp_path / "out-jobs" / name).read_bytes()
                    for name in ("lifecycle.jsonl", "alerts.jsonl", "dlq.jsonl"))
         with console.status("µs per event through the shared step"):
@@ -180,6 +194,12 @@ def main() -> None:
     table.add_row(f"replay --jobs {args.jobs} / --jobs 1", f"{jobs_rate / rate:.2f}", "")
     table.add_row(f"replay --jobs {args.jobs} / baseline", f"{jobs_rate / base_rate:.2f}", ">= 0.40")
     table.add_row(f"--jobs {args.jobs} output identical to --jobs 1", "yes" if same else "NO", "yes")
+    table.add_row("CPU per event, --jobs 1", f"{one_cpu / lines * 1e6:.1f} µs", "")
+    table.add_row(f"CPU per event, --jobs {args.jobs} (all processes)",
+                  f"{(parent_cpu + jobs_cpu) / lines * 1e6:.1f} µs", "")
+    table.add_row(f"--jobs {args.jobs} wall / CPU of its processes",
+                  f"{jobs_s:.1f} s / {parent_cpu:.1f} s here + {jobs_cpu:.1f} s forked", "")
+    table.add_row("load average before / after --jobs run (1 min)", load, "")
     table.add_row("step, event that moves a stage", f"{move_us:.1f} µs", "")
     table.add_row("step, event that moves nothing", f"{still_us:.1f} µs", "")
     table.add_row("baseline with orjson (leadflow's parser)", f"{fast_base_rate:,.0f} events/s", "")
