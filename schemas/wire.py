@@ -20,6 +20,7 @@ _UTC = dt.timezone.utc
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
 _DAY_MS = 86_400_000
 _day_prefix: dict[int, str] = {}  # days since the epoch -> "YYYY-MM-DDT"; a few hundred entries a year
+_clock: dict[int, str] = {}  # second of the day -> "HH:MM:SS."; at most 86,400 entries
 
 
 def format_time(ms: int) -> str:
@@ -37,9 +38,12 @@ def format_time(ms: int) -> str:
         day = _EPOCH + dt.timedelta(days=days)
         prefix = _day_prefix[days] = f"{day.year:04d}-{day.month:02d}-{day.day:02d}T"
     seconds, millis = divmod(rest, 1000)
-    hours, seconds = divmod(seconds, 3600)
-    minutes, seconds = divmod(seconds, 60)
-    return f"{prefix}{hours:02d}:{minutes:02d}:{seconds:02d}.{millis:03d}Z"
+    clock = _clock.get(seconds)
+    if clock is None:
+        hours, minutes = divmod(seconds, 3600)
+        minutes, second = divmod(minutes, 60)
+        clock = _clock[seconds] = f"{hours:02d}:{minutes:02d}:{second:02d}."
+    return f"{prefix}{clock}{millis:03d}Z"
 
 
 def parse_time(text: str) -> int:
