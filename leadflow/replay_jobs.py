@@ -219,9 +219,12 @@ def make_pipes(jobs: int) -> tuple[list[tuple[int, int]], int]:
     except BaseException:
         close_pipes(pipes)
         raise
-    per_block = capacity // 2 // (2 * AHEAD + 1)
+    per_block = capacity // 2 // (2 * AHEAD + 1) - jobs * _PACKET.size  # a block from each other job: a header or more
     block = min(MAX_BLOCK, per_block * _TIMES_PER_PACKET // select.PIPE_BUF - 1)
-    return pipes, max(1, block)
+    if block < 1:
+        close_pipes(pipes)
+        raise ShardFailed(f"pipes of {capacity} bytes are too small for {jobs} replay jobs; use fewer")
+    return pipes, block
 
 
 def close_pipes(pipes: Sequence[tuple[int, int]], keep: Sequence[int] = ()) -> None:

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, decode_line, read_blocks, replay
@@ -151,3 +152,25 @@ def test_deadlines_at_the_same_millisecond_fire_in_lead_id_order_in_one_process_
     for jobs in (2, 3):
         _, merged = sharded(sources, Policy(), until, jobs, tmp_path / f"j{jobs}")
         assert merged == outputs(tmp_path / "one")
+
+
+def test_a_job_that_fails_stops_the_others_and_the_replay_says_why(tmp_path, monkeypatch):
+    import leadflow.replay
+    from leadflow.replay_jobs import ShardFailed
+
+    doomed = next(f"L{i}" for i in range(7) if shard_of(f"L{i}", 3) == 1)  # one of the leads below
+    decode = leadflow.replay.decode_line
+
+    def failing(line: bytes):
+        event = decode(line)
+        if event.lead_id == doomed:
+            raise RuntimeError("boom")
+        return event
+
+    monkeypatch.setattr(leadflow.replay, "decode_line", failing)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b"".join(
+        b'{"event_id":"e%d","event_type":"email_engagement","lead_id":"L%d","action":"click",'
+        b'"campaign_id":"c","occurred_at":"2026-03-%02dT10:00:00Z"}\n' % (i, i % 7, 2 + i % 20) for i in range(200)))
+    with pytest.raises(ShardFailed, match="replay job 1 of 3 failed: RuntimeError: boom"):
+        replay([Source(str(path))], tmp_path / "out", Policy(), jobs=3)
