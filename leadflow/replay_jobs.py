@@ -383,10 +383,10 @@ def _run_shard(
             for peer in peers:
                 sequences[peer] = iter(exchange.receive(peer))  # type: ignore[union-attr]
             items = [next(sequences[owner]) for owner in owners]  # an event or error, or another job's time
-            for (number, line, consumed), item in zip(block, items):
+            if on_progress is not None:
+                on_progress(sum(map(itemgetter(2), block)))  # a block at a time: a progress bar is not free
+            for (number, line, _), item in zip(block, items):
                 index += 1
-                if on_progress is not None:
-                    on_progress(consumed)
                 if type(item) is int:  # another job's line: only the clock moves, if it is an event
                     if item == INVALID:
                         continue
