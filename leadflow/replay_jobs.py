@@ -23,15 +23,21 @@ Each output record is tagged with where it falls in the one-process order (``Key
   held by a reorder window, lead by lead in order of first appearance, phase 2 what those started;
 
 then in the order the job made them. Job 0 runs in the calling process (progress, clock warnings);
-the others are forked, write their tagged records to a temporary file in chunks, and the parent
-merges the sorted streams (``heapq.merge``) into the three output files.
+the others are forked and write their tagged records to a temporary file in frames, each saying up
+to which line the job is done. Job 0 merges as it goes (``Merger``): after each block it reads the
+others' new frames and writes, in key order (``heapq.merge``), every record of the lines all jobs
+have passed; at the end it waits for the others' last frames. The merge would otherwise run alone
+after the jobs (~8% of a job's work, serial); so that job 0 finishes with the others, it takes
+fewer leads (``MERGE_SHARE``).
 """
 
 from __future__ import annotations
 
 import gc
+import bisect
 import heapq
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import select
@@ -101,9 +107,30 @@ def default_jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Job 0 also merges every job's records while it replays (``Merger``): a lead goes to it with
+#: the weight ``1 - MERGE_SHARE * jobs`` against 1 for another job. With two jobs and 0.08 job 0
+#: used ~6% less CPU than job 1 (1M events, bench/replay_ab.py), so 0.05: 47% of the leads.
+MERGE_SHARE = 0.05
+_SCALE = 1 << 16
+_first_cut: dict[int, int] = {}
+
+
+def owner_of(crc: int, jobs: int) -> int:
+    """The job of a lead whose id has CRC-32 ``crc``: job 0 for the lowest ``_first_cut`` of
+    ``_SCALE`` values, the others in equal parts."""
+    if jobs == 1:
+        return 0
+    cut = _first_cut.get(jobs)
+    if cut is None:
+        weight = max(0.3, 1 - MERGE_SHARE * jobs)
+        cut = _first_cut[jobs] = round(_SCALE * weight / (weight + jobs - 1))
+    part = crc % _SCALE
+    return 0 if part < cut else 1 + (part - cut) * (jobs - 1) // (_SCALE - cut)
+
+
 def shard_of(lead_id: str, jobs: int) -> int:
     """The job that owns ``lead_id``: stable across processes and runs (CRC-32, not ``hash``)."""
-    return zlib.crc32(lead_id.encode()) % jobs
+    return owner_of(zlib.crc32(lead_id.encode()), jobs)
 
 
 _KEY = b'"lead_id":"'
@@ -120,10 +147,10 @@ def line_shard(line: bytes, jobs: int) -> int:
     if at >= 0 and line.count(b'"lead_id"') == 1 and b"\\" not in line:
         end = line.find(b'"', at + 11)
         if end >= 0:
-            return zlib.crc32(line[at + 11:end]) % jobs
+            return owner_of(zlib.crc32(line[at + 11:end]), jobs)
     try:
         lead_id = orjson.loads(line).get("lead_id")
-        return zlib.crc32(lead_id.encode()) % jobs if type(lead_id) is str else 0
+        return owner_of(zlib.crc32(lead_id.encode()), jobs) if type(lead_id) is str else 0
     except (orjson.JSONDecodeError, AttributeError, UnicodeEncodeError):
         return 0
 
@@ -247,15 +274,15 @@ def _keeps(job: int, pipes: Sequence[tuple[int, int]]) -> list[int]:
     return [pipes[job][0], *(pipe[1] for peer, pipe in enumerate(pipes) if peer != job)]
 
 
-class _Writer:
-    """Tagged records of one job, pickled in chunks to a file: one entry per step that wrote any,
+class Writer:
+    """Tagged records of one job, to a file in frames: one entry per step that wrote any,
     ``(*key head, sequence, lifecycle lines, alert lines, dead letter)``; the sequence (entries of
-    this job so far) keeps two entries with the same key head in the order they were made."""
+    this job so far) keeps two entries with the same key head in the order they were made. A frame
+    is ``(done, length)`` then the pickle of its entries: every entry of a line up to ``done``
+    (``END`` at the end) is written, so a merge can read the file while it grows."""
 
-    __slots__ = ("out", "chunk", "sequence")
-
-    def __init__(self, out: BinaryIO) -> None:
-        self.out, self.chunk, self.sequence = out, [], 0
+    def __init__(self, out: BinaryIO | None) -> None:
+        self.out, self.chunk, self.sequence, self.done = out, [], 0, -1
 
     def add(self, key_head: tuple, records: Records) -> None:
         lifecycle, alerts = [], []
@@ -265,26 +292,103 @@ class _Writer:
         self.chunk.append((*key_head, self.sequence, b"\n".join(lifecycle) + b"\n" if lifecycle else b"",
                            b"\n".join(alerts) + b"\n" if alerts else b"", b""))
         if len(self.chunk) >= _CHUNK:
-            self.flush()
+            self.frame(self.done)
 
     def add_dead(self, index: int, data: bytes) -> None:
         self.sequence += 1
         self.chunk.append((index, 1, 0, "", self.sequence, b"", b"", data))
 
-    def flush(self) -> None:
-        if self.chunk:
-            pickle.dump(self.chunk, self.out, protocol=pickle.HIGHEST_PROTOCOL)
-            self.chunk = []
+    def block_done(self, done: int) -> None:
+        """Every line up to ``done`` is replayed."""
+        self.done = done
+        self.frame(done)
+
+    def finish(self) -> None:
+        self.frame(END)
+
+    def frame(self, done: int) -> None:
+        data = pickle.dumps(self.chunk, protocol=pickle.HIGHEST_PROTOCOL)
+        self.out.write(_FRAME.pack(done, len(data)) + data)  # type: ignore[union-attr]
+        self.out.flush()  # type: ignore[union-attr]
+        self.chunk = []
 
 
-def _read_chunks(path: Path) -> Iterator[tuple]:
-    with open(path, "rb") as stream:
+_FRAME = struct.Struct("<qQ")
+
+
+class Frames:
+    """The frames of a job's file read so far: ``entries`` not yet taken, every line up to ``done``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fd, self.offset, self.entries, self.done = path, None, 0, [], -1
+
+    def poll(self) -> None:
+        """Read every whole frame written since."""
+        if self.fd is None:
+            self.fd = os.open(self.path, os.O_RDONLY)
+        size, header = os.fstat(self.fd).st_size, _FRAME.size
+        while size >= self.offset + header:
+            done, length = _FRAME.unpack(os.pread(self.fd, header, self.offset))
+            if size < self.offset + header + length:
+                break
+            self.entries.extend(pickle.loads(os.pread(self.fd, length, self.offset + header)))
+            self.offset += header + length
+            self.done = done
+
+    def take(self, limit: int) -> list:
+        """The entries of lines up to ``limit`` (in key order), removed."""
+        cut = bisect.bisect_left(self.entries, (limit + 1,))
+        taken = self.entries[:cut]
+        del self.entries[:cut]
+        return taken
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class Merger(Writer):
+    """Job 0's writer: its records merged with those of the other jobs (their files, read as they
+    grow) into ``outputs`` (lifecycle, alerts, dlq) as the lines are replayed, up to the line every
+    job has passed; ``finish`` waits for the others (``wait()`` between looks) and writes the rest."""
+
+    def __init__(self, outputs: Sequence[BinaryIO], parts: Sequence[Path], wait: Callable[[], None]) -> None:
+        super().__init__(None)
+        self.outputs, self.wait = outputs, wait
+        self.others = [Frames(part) for part in parts]
+        self.own = Frames(Path())
+        self.own.done = -1
+
+    def frame(self, done: int) -> None:
+        self.own.entries.extend(self.chunk)
+        self.chunk = []
+        self.own.done = done
         while True:
-            try:
-                chunk = pickle.load(stream)
-            except EOFError:
-                return
-            yield from chunk
+            for other in self.others:
+                other.poll()
+            if done != END or all(other.done == END for other in self.others):
+                break
+            self.wait()
+        limit = min([done, *(other.done for other in self.others)])
+        _write(heapq.merge(*(frames.take(limit) for frames in (self.own, *self.others))), self.outputs)
+
+    def close(self) -> None:
+        for other in self.others:
+            other.close()
+
+
+def _write(entries: Iterator[tuple], outputs: Sequence[BinaryIO]) -> None:
+    """The lifecycle, alert and dead-letter lines of ``entries`` (in order) to ``outputs``."""
+    lifecycle, alerts, dead = itemgetter(5), itemgetter(6), itemgetter(7)
+    while True:
+        chunk = list(islice(entries, _CHUNK))
+        if not chunk:
+            return
+        for take, output in ((lifecycle, outputs[0]), (alerts, outputs[1]), (dead, outputs[2])):
+            data = b"".join(map(take, chunk))
+            if data:
+                output.write(data)
 
 
 #: How replay reads a source's lines in lists and decodes one (``leadflow.replay.read_blocks``, ``decode_line``).
@@ -311,15 +415,19 @@ def _blocks(sources: Sequence, read_blocks: Callable, size: int) -> Iterator[tup
 def run_shard(
     sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, out_path: Path, reader: Reader,
     on_progress: Callable[[int], None] | None = None, watch=None, exchange: Exchange | None = None,
+    writer: Writer | None = None,
 ) -> Tally:
     """Replay every line, applying the events of job ``job`` of ``jobs``; write its tagged records
-    to ``out_path``. With more than one job, ``exchange`` brings the times of the other jobs' lines
+    to ``out_path`` (or give them to ``writer``, a ``Merger``). With more than one job, ``exchange`` brings the times of the other jobs' lines
     (and takes this job's), so every job must run at the same time. ``watch`` (a ``ClockWatch``)
     sees every valid event, whichever job owns it."""
     if jobs > 1 and exchange is None:
         raise ValueError("a replay job of several needs an Exchange with the others")
     try:
-        return _run_shard(sources, policy, until, job, jobs, out_path, reader, on_progress, watch, exchange)
+        if writer is not None:
+            return _run_shard(sources, policy, until, job, jobs, writer, reader, on_progress, watch, exchange)
+        with open(out_path, "wb") as out:
+            return _run_shard(sources, policy, until, job, jobs, Writer(out), reader, on_progress, watch, exchange)
     except BaseException:
         if exchange is not None:
             exchange.fail()
@@ -327,7 +435,7 @@ def run_shard(
 
 
 def _run_shard(
-    sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, out_path: Path, reader: Reader,
+    sources: Sequence, policy: Policy, until: int | None, job: int, jobs: int, writer: Writer, reader: Reader,
     on_progress: Callable[[int], None] | None, watch, exchange: Exchange | None,
 ) -> Tally:
     read_blocks, decode_line = reader
@@ -364,77 +472,76 @@ def _run_shard(
         return name, block, owners, mine
 
     index = -1
-    with open(out_path, "wb") as out:
-        writer = _Writer(out)
-        add = writer.add
-        ahead: deque = deque()
-        while len(ahead) < AHEAD:
-            first = read_block()
-            if first is None:
-                break
-            ahead.append(first)
-        while ahead:
-            name, block, owners, mine = ahead.popleft()
-            following = read_block()
-            if following is not None:
-                ahead.append(following)
-            sequences: list = [None] * jobs  # per job, its lines' items of this block in order
-            sequences[job] = iter(mine)
-            for peer in peers:
-                sequences[peer] = iter(exchange.receive(peer))  # type: ignore[union-attr]
-            items = [next(sequences[owner]) for owner in owners]  # an event or error, or another job's time
-            if on_progress is not None:
-                on_progress(sum(map(itemgetter(2), block)))  # a block at a time: a progress bar is not free
-            for (number, line, _), item in zip(block, items):
-                index += 1
-                if type(item) is int:  # another job's line: only the clock moves, if it is an event
-                    if item == INVALID:
-                        continue
-                    before = processor.clock
-                    if timers.any_due(item):
-                        for lead_id, due, records in steps_due(item, inclusive=False):
-                            if records:
-                                add((index, 0, due, lead_id), records)
-                    if before is None or item > before:
-                        processor.clock = item
-                    if watch is not None:
-                        watch.observe_line(before, processor.clock, item, line, name, number)
+    add = writer.add
+    ahead: deque = deque()
+    while len(ahead) < AHEAD:
+        first = read_block()
+        if first is None:
+            break
+        ahead.append(first)
+    while ahead:
+        name, block, owners, mine = ahead.popleft()
+        following = read_block()
+        if following is not None:
+            ahead.append(following)
+        sequences: list = [None] * jobs  # per job, its lines' items of this block in order
+        sequences[job] = iter(mine)
+        for peer in peers:
+            sequences[peer] = iter(exchange.receive(peer))  # type: ignore[union-attr]
+        items = [next(sequences[owner]) for owner in owners]  # an event or error, or another job's time
+        if on_progress is not None:
+            on_progress(sum(map(itemgetter(2), block)))  # a block at a time: a progress bar is not free
+        for (number, line, _), item in zip(block, items):
+            index += 1
+            if type(item) is int:  # another job's line: only the clock moves, if it is an event
+                if item == INVALID:
                     continue
-                if isinstance(item, EventError):
-                    processor.reject(item.code)
-                    dead = dlq_record(line, None, item, name, None, number)
-                    writer.add_dead(index, record_json(dead) + b"\n")
-                    continue
-                at = item.occurred_at
                 before = processor.clock
-                if timers.any_due(at):
-                    for lead_id, due, records in steps_due(at, inclusive=False):
+                if timers.any_due(item):
+                    for lead_id, due, records in steps_due(item, inclusive=False):
                         if records:
                             add((index, 0, due, lead_id), records)
-                lead_id = item.lead_id
-                if holds and lead_id not in rows:
-                    first_line[lead_id] = index
-                records = take(item)
-                if records:
-                    add((index, 1, 0, ""), records)
+                if before is None or item > before:
+                    processor.clock = item
                 if watch is not None:
-                    watch.observe(before, processor.clock, item, name, number)
-        final = until if until is not None else processor.clock
-        if final is not None:
+                    watch.observe_line(before, processor.clock, item, line, name, number)
+                continue
+            if isinstance(item, EventError):
+                processor.reject(item.code)
+                dead = dlq_record(line, None, item, name, None, number)
+                writer.add_dead(index, record_json(dead) + b"\n")
+                continue
+            at = item.occurred_at
+            before = processor.clock
+            if timers.any_due(at):
+                for lead_id, due, records in steps_due(at, inclusive=False):
+                    if records:
+                        add((index, 0, due, lead_id), records)
+            lead_id = item.lead_id
+            if holds and lead_id not in rows:
+                first_line[lead_id] = index
+            records = take(item)
+            if records:
+                add((index, 1, 0, ""), records)
+            if watch is not None:
+                watch.observe(before, processor.clock, item, name, number)
+        writer.block_done(index)
+    final = until if until is not None else processor.clock
+    if final is not None:
+        for lead_id, due, records in steps_due(final, inclusive=True):
+            if records:
+                add((END, 0, due, lead_id), records)
+        observe(final)
+        flushed = False
+        for lead_id, records in processor.flush_held(final):
+            flushed = True
+            if records:
+                add((END, 1, first_line[lead_id], lead_id), records)
+        if flushed:
             for lead_id, due, records in steps_due(final, inclusive=True):
                 if records:
-                    add((END, 0, due, lead_id), records)
-            observe(final)
-            flushed = False
-            for lead_id, records in processor.flush_held(final):
-                flushed = True
-                if records:
-                    add((END, 1, first_line[lead_id], lead_id), records)
-            if flushed:
-                for lead_id, due, records in steps_due(final, inclusive=True):
-                    if records:
-                        add((END, 2, due, lead_id), records)
-        writer.flush()
+                    add((END, 2, due, lead_id), records)
+    writer.finish()
     return processor.tally
 
 
@@ -483,6 +590,8 @@ def replay_parallel(
         tmp_path = Path(tmp)
         parts = [tmp_path / f"job-{job}.pickle" for job in range(jobs)]
         results = [tmp_path / f"job-{job}.result" for job in range(jobs)]
+        for part in parts:
+            part.touch()  # job 0 looks at the others' files from the start
         pipes, block = make_pipes(jobs)
         kept: list[int] = []
         children = [
@@ -497,6 +606,20 @@ def replay_parallel(
                 if child.exitcode not in (None, 0):
                     raise PeerFailed(f"replay job {job} of {jobs} ended with status {child.exitcode}")
 
+        idle = 0
+
+        def wait() -> None:
+            """Job 0 waits for the others' last records: a moment, or until one ends."""
+            nonlocal idle
+            alive()
+            running = [child.sentinel for child in children if child.exitcode is None]
+            if running:
+                multiprocessing.connection.wait(running, timeout=0.005)
+            else:  # all ended well: their files are whole, the next look finds their last frame
+                idle += 1
+                if idle > 2:
+                    raise ShardFailed("a replay job ended without writing its last records")
+
         gc.freeze()  # the children's collector leaves the parent's objects alone: no copy-on-write of them
         try:
             for child in children:
@@ -504,11 +627,14 @@ def replay_parallel(
             gc.unfreeze()
             kept = _keeps(0, pipes)
             close_pipes(pipes, keep=kept)
+            merger = Merger(outputs, parts[1:], wait)
             try:
                 tallies = [run_shard(sources, policy, until, 0, jobs, parts[0], reader, on_progress, watch,
-                                     exchange_for(0, pipes, block, alive))]
+                                     exchange_for(0, pipes, block, alive), merger)]
             except PeerFailed as failed:
                 raise _failure(children, results, jobs) or failed
+            finally:
+                merger.close()
             for job, child in enumerate(children, start=1):
                 child.join()
                 status, value, *_ = _outcome(results[job], child)
@@ -521,7 +647,6 @@ def replay_parallel(
                     child.terminate()
                     child.join()
             close_pipes(pipes if not kept else [tuple(kept)])
-        merge_parts(parts, outputs)
     return merge_tallies(tallies)
 
 
@@ -543,17 +668,3 @@ def _failure(children: Sequence, results: Sequence[Path], jobs: int) -> ShardFai
         if status != "ok" and not (peer and peer[0]):
             return ShardFailed(f"replay job {job} of {jobs} failed: {value}")
     return None
-
-
-def merge_parts(parts: Sequence[Path], outputs: Sequence[BinaryIO]) -> None:
-    """Merge the jobs' tagged records, each file in key order, into ``outputs`` (lifecycle, alerts, dlq)."""
-    merged = heapq.merge(*(_read_chunks(part) for part in parts))
-    lifecycle, alerts, dead = itemgetter(5), itemgetter(6), itemgetter(7)
-    while True:
-        entries = list(islice(merged, _CHUNK))
-        if not entries:
-            return
-        for take, output in ((lifecycle, outputs[0]), (alerts, outputs[1]), (dead, outputs[2])):
-            data = b"".join(map(take, entries))
-            if data:
-                output.write(data)

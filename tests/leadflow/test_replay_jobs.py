@@ -6,6 +6,7 @@ import dataclasses
 import json
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import orjson
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from leadflow.replay import OUTPUT_FILES, ClockWatch, Source, decode_line, read_blocks, replay
-from leadflow.replay_jobs import (close_pipes, exchange_for, line_shard, make_pipes, merge_parts, merge_tallies,
+from leadflow.replay_jobs import (Merger, close_pipes, exchange_for, line_shard, make_pipes, merge_tallies,
                                   run_shard, shard_of)
 from lifecycle.events import MAX_FIELDS
 from lifecycle.policy import Policy
@@ -46,38 +47,42 @@ def outputs(out_dir: Path) -> dict[str, bytes]:
 
 def sharded(sources: list[Source], policy: Policy, until: int | None, jobs: int, tmp: Path, block: int | None = None,
             watch: ClockWatch | None = None):
-    """The shards run at once in threads of this process, exchanging their lines' times through
-    pipes as the processes do (``block`` lines per block: smaller than the default is always
-    safe), then merged: what ``--jobs`` does in N processes."""
+    """The shards run at once, job 0 in this thread merging as it goes (``Merger``), the others in
+    threads, exchanging their lines' times through pipes as the processes do (``block`` lines per
+    block: smaller than the default is always safe): what ``--jobs`` does in N processes."""
     tmp.mkdir(exist_ok=True)
     parts = [tmp / f"job-{job}" for job in range(jobs)]
+    for part in parts:
+        part.touch()
     pipes, default_block = make_pipes(jobs)
     tallies: list = [None] * jobs
     errors: list[BaseException] = []
 
-    def run(job: int) -> None:
+    def run(job: int, writer=None) -> None:
         exchange = exchange_for(job, pipes, block or default_block) if jobs > 1 else None
         try:
             tallies[job] = run_shard(sources, policy, until, job, jobs, parts[job], (read_blocks, decode_line),
-                                     watch=watch if job == 0 else None, exchange=exchange)
+                                     watch=watch if job == 0 else None, exchange=exchange, writer=writer)
         except BaseException as error:  # noqa: BLE001 - raised below
             errors.append(error)
 
-    threads = [threading.Thread(target=run, args=(job,)) for job in range(jobs)]
+    out = tmp / "merged"
+    out.mkdir()
+    threads = [threading.Thread(target=run, args=(job,)) for job in range(1, jobs)]
     try:
-        for thread in threads:
-            thread.start()
+        with open(out / OUTPUT_FILES[0], "wb") as a, open(out / OUTPUT_FILES[1], "wb") as b, \
+                open(out / OUTPUT_FILES[2], "wb") as c:
+            merger = Merger((a, b, c), parts[1:], lambda: time.sleep(0.001))
+            for thread in threads:
+                thread.start()
+            run(0, merger)
+            merger.close()
         for thread in threads:
             thread.join()
     finally:
         close_pipes(pipes)
     if errors:
         raise errors[0]
-    out = tmp / "merged"
-    out.mkdir()
-    with open(out / OUTPUT_FILES[0], "wb") as a, open(out / OUTPUT_FILES[1], "wb") as b, \
-            open(out / OUTPUT_FILES[2], "wb") as c:
-        merge_parts(parts, (a, b, c))
     return merge_tallies(tallies), outputs(out)
 
 
