@@ -60,7 +60,7 @@ from schemas.wire import format_time
 from streams import rows
 from streams.faust_patches import Transport, committed_offset, forget, paused_partitions
 from streams.metrics import CONTENT_TYPE, Metrics
-from streams.ownership import Ownership, newest_rows
+from streams.ownership import Ownership, newest_rows, stamped
 from streams.output import JsonOutput, Output
 from streams.partitioning import PlacementWatch
 from streams.recovery import LeadflowTableManager
@@ -272,7 +272,8 @@ class LeadflowApp:
                 self.metrics.lateness_of_events.observe(late / 1000)
         if step.changed:
             row = step.row
-            encoded = rows.encode(row)
+            # [ownership] outranks every row of an earlier generation (a stalled owner's late write)
+            encoded = rows.encode(row, stamped(row.version, message.generation_id))
             if len(encoded) > MAX_ROW_BYTES:
                 raise RecordTooLarge(f"row of {lead_id[:64]!r} would be {len(encoded)} bytes")
             try:

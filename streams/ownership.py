@@ -38,12 +38,15 @@ Three defences:
    markers, are absent), so a record that is not the next one is *early*: it is given up and the
    partition is read again from the frontier.
 
-3. **Row versions** (:func:`newest_rows`). A check cannot be atomic with the write it guards: a write
-   checked just before a stall reaches the broker after it (seen: a row produced before a 20 s pause
-   landed behind the new owner's rows). Each row carries ``v`` (``Row.version``: its predecessor's + 1)
-   and a changelog replay, recovery and standby replicas alike, keeps the highest version of each lead
-   rather than the last one written. A late row of a stalled worker carries a version that the owner
-   has reached or passed, so it cannot roll a lead back.
+3. **Row versions** (:func:`newest_rows`, :func:`stamped`). A check cannot be atomic with the write
+   it guards: a write checked just before a stall reaches the broker after it (seen: a row produced
+   before a 20 s pause landed behind the new owner's rows). Each row carries ``v`` and a changelog
+   replay, recovery and standby replicas alike, keeps the highest version of each lead rather than
+   the last one written. ``v`` is ``epoch << EPOCH_SHIFT | counter``: the counter is the step's
+   (``Row.version``, its predecessor's + 1), the epoch the consumer generation the row was written in
+   (+ 1). So a row written after a takeover outranks every row of an earlier generation, a stalled
+   owner's late write included, even when both continue the same predecessor (two rows of one
+   version, which the first-of-equals rule alone would settle by log order).
 
 A takeover serves a partition only once faust's recovery of it has completed (``serve`` is called
 from the table's recovery hook) and its frontier has started at the committed offset: its rows are then
@@ -302,6 +305,21 @@ class Frontier:
 
 
 # -- row versions -------------------------------------------------------------------------------
+
+#: A row version is ``epoch << EPOCH_SHIFT | counter`` (see :func:`stamped`).
+EPOCH_SHIFT = 32
+
+
+def stamped(version: int, generation: int | None) -> int:
+    """The version to write for a row the step numbered ``version`` (its predecessor's + 1), in
+    consumer ``generation``: at least the generation's first version, ``(generation + 1) <<
+    EPOCH_SHIFT``, so that it outranks every row written in an earlier generation. Never below
+    ``version``: should the group's generations restart (a group deleted and made anew), rows keep
+    their epoch and count on from their predecessor."""
+    if generation is None or generation < 0:
+        return version
+    return max(version, (generation + 1) << EPOCH_SHIFT)
+
 
 def _newer(v: int, than: int) -> bool:
     # -1: no row. Unversioned rows (0) replace each other in log order, as before versions existed.

@@ -1,6 +1,7 @@
 """The lead table's row as bytes: ``{"v", "wake", "lead", "outbox", "held"}`` in JSON (orjson).
 
-``v`` is the row's version (``Row.version``), ``wake`` its next wake-up (read alone when timers are
+``v`` is the row's version (``Row.version``, stamped with the writer's consumer generation by
+``streams.ownership.stamped``), ``wake`` its next wake-up (read alone when timers are
 rebuilt after a recovery), ``lead`` the lead's state (``Lead.to_state``; null while its first event
 is still held), ``outbox`` the kept output of recent messages:
 ``[message_id, topic, partition, offset, [[kind, wire_json], ...]]``, ``held`` the events waiting
@@ -50,9 +51,11 @@ def _event(doc: dict[str, Any]) -> LeadEvent:
     return EVENT_TYPES[fields.pop("event_type")](**fields)
 
 
-def encode(row: Row) -> bytes:
+def encode(row: Row, version: int | None = None) -> bytes:
+    """``row`` as the table keeps it; ``version``: the one to write instead of ``row.version`` (the
+    worker's, ``streams.ownership.stamped``)."""
     doc: dict[str, Any] = {
-        "v": row.version,
+        "v": row.version if version is None else version,
         "wake": row.wake_at,
         "lead": row.lead.to_state() if row.lead is not None else None,
         "outbox": [[s.message_id, *s.position, [list(kept) for kept in s.records]] for s in row.outbox],

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from streams.app import LeadTable
 from streams.faust_patches import forget
-from streams.ownership import DONE, DROP, EARLY, HOLD, NEXT, OK, UNSTARTED, Frontier, Ownership, newest_rows
+from streams.ownership import (DONE, DROP, EARLY, EPOCH_SHIFT, HOLD, NEXT, OK, UNSTARTED, Frontier, Ownership,
+                               newest_rows, stamped)
 from streams.rows import version_of as row_version
 
 
@@ -67,6 +68,27 @@ def test_a_replay_keeps_the_highest_version_of_each_lead_not_the_last_written() 
              change("B", row(1), 3)]
     kept = newest(batch)
     assert [(e.key, row_version(e.message.value)) for e in kept] == [("A", 7), ("B", 1)]
+
+
+def test_a_row_written_after_a_takeover_outranks_a_stalled_owners_late_write_of_the_same_step() -> None:
+    """Both continue version 4 (generation 2): the stalled owner applied a timer, the new owner (in
+    generation 5) an event. By step number alone they tie and the first in the log wins, so the
+    late write landing first would have hidden the event; the generation decides instead."""
+    base = stamped(4, 2)
+    late = stamped(base + 1, 2)                           # the stalled owner, generation 2
+    owner = stamped(base + 1, 5)                          # the new owner, generation 5
+    assert late == base + 1 and owner == 6 << EPOCH_SHIFT
+    kept = newest([change("L", row(late, "timer")), change("L", row(owner, "event"))], {"L": base})
+    assert [orjson.loads(e.message.value)["lead"]["stage"] for e in kept] == ["event"]
+    assert stamped(owner + 1, 5) == owner + 1             # then it counts on within its generation
+
+
+def test_stamping_never_lowers_a_version() -> None:
+    """Generations that restart (a group deleted and made anew) keep the rows' epoch: a row still
+    outranks its predecessor. Rows written before epochs existed (small versions) are outranked."""
+    old = stamped(9, 7)
+    assert stamped(old + 1, 0) == old + 1
+    assert stamped(3, 0) == 1 << EPOCH_SHIFT > 3 and stamped(3, None) == 3
 
 
 def test_a_replay_never_replaces_a_stored_row_with_an_older_or_equal_version() -> None:
