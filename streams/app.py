@@ -82,9 +82,9 @@ STORE_RETRY = (0.5, 1.0, 2.0, 5.0)
 STORE_RETRY_SECONDS = 60.0
 #: A timer command not seen back within this long is sent again (it is idempotent).
 INFLIGHT_RESEND_MS = 10_000
-#: A partition with a backlog that hands the agent nothing for this long is re-read from its
-#: frontier (the first record not applied): a guard (the takeover stalls seen in tests were fixed in ``seek_to_committed``;
-#: faust-streaming #216/#221/#629 report others). Re-reading is safe because applying an event twice
+#: A partition with a backlog that applies nothing for this long is re-read from its frontier (the
+#: first record not applied): a guard for records faust drops after a seek, and for stalls of other
+#: origins (faust-streaming #216/#221/#629). Re-reading is safe because applying an event twice
 #: changes nothing (event-id dedupe) and a repeat re-emits its outbox.
 STALL_SECONDS = 5.0
 #: faust knobs for throughput (no change of semantics); see bench/worker_bench.py.

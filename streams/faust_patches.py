@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from faust.exceptions import ProducerSendError
@@ -220,45 +220,26 @@ class GuardedRebalanceListener(faust_aiokafka.ConsumerRebalanceListener):
 
 class ReadOffsets(dict):
     """faust's ``Consumer._read_offset`` (the last offset its fetch loop handed on, per partition; it
-    drops any fetched record below it), with a *floor* per partition while that partition is read
-    again from an earlier offset.
+    drops any fetched record below it), never above a partition's *floor* while that partition is
+    read again from an earlier offset (``Frontier.floor``).
 
     After a seek back, faust's fetch loop still finishes the batch it was handing on, and sets the
     read offset to each of those later records: the re-fetched records then fell below it and were
-    dropped unseen. While a floor is set, the read offset does not move above it; the floor goes once
-    the agent has applied the record at it (:meth:`lift`).
+    dropped unseen. The floor goes once the agent has applied the record at it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, floor: Callable[[Any], int | None]) -> None:
         super().__init__()
-        self.floors: dict[Any, int] = {}
+        self._floor = floor
 
     def __missing__(self, tp: Any) -> None:  # as faust's defaultdict(lambda: None)
         return None
 
     def __setitem__(self, tp: Any, offset: int | None) -> None:
-        floor = self.floors.get(tp)
+        floor = self._floor(tp)
         if floor is not None and offset is not None and offset > floor:
             offset = floor
         super().__setitem__(tp, offset)
-
-    def lower(self, tp: Any, offset: int) -> None:
-        self.floors[tp] = offset
-
-    def lift(self, tp: Any, offset: int) -> None:
-        if self.floors.get(tp) == offset:
-            del self.floors[tp]
-
-    def clear_floors(self, tps: Iterable[Any] | None = None) -> None:
-        if tps is None:
-            self.floors.clear()
-        else:
-            for tp in tps:
-                self.floors.pop(tp, None)
-
-
-#: A partition read again from its frontier is not read again for the same position sooner, seconds.
-REWIND_AGAIN = 1.0
 
 
 class _FastFetchConsumer(faust_aiokafka.Consumer):
@@ -274,10 +255,8 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frontier = Frontier()
-        self._read_offset = ReadOffsets()
-        self._rewinds: dict[TP, tuple[int, float]] = {}
-        #: records given up because an earlier one was not applied yet; partitions read again
-        self.early = 0
+        self._read_offset = ReadOffsets(self.frontier.floor)
+        #: partitions read again from their frontier so far
         self.rewinds = 0
 
     @property
@@ -302,14 +281,9 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
         for tp in self.assignment():
             if tp.topic in self.frontier_topics:
                 self.frontier.start(tp, committed.get(tp))
-                self._read_offset.clear_floors([tp])
-                self._rewinds.pop(tp, None)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.frontier.stop(revoked)
-        self._read_offset.clear_floors(revoked)
-        for tp in revoked:
-            self._rewinds.pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     def _new_offset(self, tp: TP) -> int | None:
@@ -321,18 +295,16 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
         capped = self.frontier.cap(tp, offset)
         if capped == offset:
             return offset
-        # (faust took them off its list; the frontier's own record counts as one: the cap stops there)
-        keep = range(capped if capped is not None else offset, offset)
-        if keep:
-            acked, index = self._acked[tp], self._acked_index[tp]
-            back = [o for o in keep if o not in index]
-            acked.extend(back)
-            acked.sort()
-            index.update(back)
-        committed = self._committed_offset.get(tp)
-        if capped is None or (committed is not None and capped <= committed):
+        if capped is None:
             return None
-        return capped
+        # faust took them off its list; the frontier's own record counts as one: the cap stops there
+        acked, index = self._acked[tp], self._acked_index[tp]
+        back = [o for o in range(capped, offset) if o not in index]
+        acked.extend(back)
+        acked.sort()
+        index.update(back)
+        committed = self._committed_offset.get(tp)
+        return None if committed is not None and capped <= committed else capped
 
     async def in_order(self, message: Any) -> bool:
         """Whether ``message`` is the next record of its partition to apply. If not, it is given up
@@ -344,32 +316,23 @@ class _FastFetchConsumer(faust_aiokafka.Consumer):
             return True
         forget(self, message)
         if verdict == EARLY:
-            self.early += 1
             await self.rewind(tp)
         return False
 
     def applied(self, message: Any) -> None:
-        tp = message.tp
-        self.frontier.applied(tp, message.offset)
-        self._read_offset.lift(tp, message.offset)
+        self.frontier.applied(message.tp, message.offset)
 
     async def rewind(self, tp: TP, again: bool = False) -> bool:
-        """Read ``tp`` again from its frontier: at most once per position per ``REWIND_AGAIN``
-        unless ``again`` (the stall watchdog's call)."""
-        position = self.frontier.position(tp)
+        """Read ``tp`` again from its frontier: at most once per position per
+        ``ownership.REWIND_AGAIN`` unless ``again`` (the stall watchdog's call)."""
+        position = self.frontier.rewind(tp, time.monotonic(), again)
         if position is None:
             return False
-        now = time.monotonic()
-        last = self._rewinds.get(tp)
-        if not again and last is not None and last[0] == position and now - last[1] < REWIND_AGAIN:
-            return False
-        self._rewinds[tp] = (position, now)
         self.rewinds += 1
         if self.rewinds == 1 or self.rewinds % 100 == 0:
             log.info("%s/%s read again from %s (an earlier record was not applied yet; %d so far)",
                      tp.topic, tp.partition, position, self.rewinds)
-        self._read_offset.lower(tp, position)
-        await self.seek(tp, position)
+        await self.seek(tp, position)  # faust's read offset goes to the floor the frontier now holds
         return True
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:

@@ -211,14 +211,22 @@ class Ownership:
 
 # -- log order ------------------------------------------------------------------------------------
 
+#: A partition read again from its frontier is not read again for the same position sooner, seconds.
+REWIND_AGAIN = 1.0
+
+
 class _Partition:
-    __slots__ = ("last", "pending")
+    __slots__ = ("last", "pending", "floor", "rewound")
 
     def __init__(self, offset: int) -> None:
         #: the highest offset fetched since the start (``offset - 1`` before the first fetch)
         self.last = offset - 1
         #: offsets fetched and not yet applied, in log order
         self.pending: deque[int] = deque()
+        #: while the partition is read again: the record it is read from, until that one is applied
+        self.floor: int | None = None
+        #: (position, monotonic time) of the last time it was read again
+        self.rewound: tuple[int, float] | None = None
 
     @property
     def position(self) -> int:
@@ -233,7 +241,9 @@ class Frontier:
     in order, while the fetch epoch (``epoch``, bumped by every start) has not changed; the agent asks
     ``verdict(tp, offset)`` for each message (apply it only if ``NEXT``) and says ``applied`` once it
     has. ``position(tp)`` is the next record to apply: the first one fetched and not applied, else
-    the offset after the last one fetched; commits stop there (``cap``). ``stop`` on revocation.
+    the offset after the last one fetched; commits stop there (``cap``). ``rewind`` says when the
+    partition is to be read again from there, and sets its ``floor`` (the offset faust's read offset
+    must not pass) until that record is applied. ``stop`` on revocation.
 
     The client returns a partition's records in log order from its position, skipping only offsets
     that hold no record, so a fetched offset it did not return before the next one is no record and
@@ -251,12 +261,9 @@ class Frontier:
         self._parts[tp] = _Partition(offset or 0)
         self.epoch += 1
 
-    def stop(self, tps: Iterable[Any] | None = None) -> None:
-        if tps is None:
-            self._parts.clear()
-        else:
-            for tp in tps:
-                self._parts.pop(tp, None)
+    def stop(self, tps: Iterable[Any]) -> None:
+        for tp in tps:
+            self._parts.pop(tp, None)
 
     def started(self, tp: Any) -> bool:
         return tp in self._parts
@@ -294,6 +301,26 @@ class Frontier:
             part.pending.popleft()
         elif not part.pending and offset == part.last + 1:
             part.last = offset
+        if part.floor == offset:
+            part.floor = None
+
+    def floor(self, tp: Any) -> int | None:
+        part = self._parts.get(tp)
+        return None if part is None else part.floor
+
+    def rewind(self, tp: Any, now: float, again: bool = False) -> int | None:
+        """The position to read ``tp`` again from (its floor from now on), or None: not started, or
+        read again from that same position less than ``REWIND_AGAIN`` seconds ago (unless ``again``)."""
+        part = self._parts.get(tp)
+        if part is None:
+            return None
+        position = part.position
+        last = part.rewound
+        if not again and last is not None and last[0] == position and now - last[1] < REWIND_AGAIN:
+            return None
+        part.rewound = (position, now)
+        part.floor = position
+        return position
 
     def cap(self, tp: Any, offset: int) -> int | None:
         """The offset that may be committed for ``tp`` when faust would commit ``offset``: never past

@@ -255,17 +255,23 @@ def test_an_unstarted_partition_commits_nothing() -> None:
 
 def test_the_read_offset_does_not_climb_above_a_floor_until_the_record_there_is_applied() -> None:
     from streams.faust_patches import ReadOffsets
+    from streams.ownership import Frontier
 
-    offsets = ReadOffsets()
+    frontier = Frontier()
+    offsets = ReadOffsets(frontier.floor)
     assert offsets["t"] is None                            # faust's defaultdict(lambda: None)
     offsets["t"] = 2796
-    offsets.lower("t", 847)
+    frontier.start("t", 847)
+    frontier.fetched("t", [847, 848, 900])
+    assert frontier.rewind("t", now=0.0) == 847            # read again from 847: the floor
     offsets["t"] = 847                                     # the seek back
     offsets["t"] = 2797                                    # a record of the batch in hand
     assert offsets["t"] == 847
-    offsets.lift("t", 900)                                 # another record: the floor stays
+    assert frontier.rewind("t", now=0.5) is None           # not again so soon, for the same position
+    assert frontier.rewind("t", now=0.5, again=True) == 847
+    frontier.applied("t", 900)                             # not the record at the floor: it stays
     offsets["t"] = 2798
     assert offsets["t"] == 847
-    offsets.lift("t", 847)
+    frontier.applied("t", 847)                             # the record at the floor: the floor goes
     offsets["t"] = 848
     assert offsets["t"] == 848
