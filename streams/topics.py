@@ -150,9 +150,21 @@ class Topics:
 
 
 #: How long ``unreachable`` waits for a TCP connection to one bootstrap server.
+PROBE_SECONDS = 2.0
 #: How long a TLS handshake may take before the broker is said not to speak TLS, seconds.
 TLS_PROBE_SECONDS = 5.0
-PROBE_SECONDS = 2.0
+
+
+def _servers(bootstrap: str) -> list[tuple[str, str, int]] | None:
+    """``(server, host, port)`` of each server of ``bootstrap``, or None when one is not
+    ``host:port`` (the Kafka client then says what is wrong with it)."""
+    found = []
+    for server in (server.strip() for server in bootstrap.split(",")):
+        host, _, port = server.rpartition(":")
+        if not port.isdigit():
+            return None
+        found.append((server, host.strip("[]"), int(port)))
+    return found
 
 
 def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
@@ -161,14 +173,13 @@ def unreachable(bootstrap: str, timeout: float = PROBE_SECONDS) -> str | None:
     refused bootstrap for 10-30 s before they say so."""
     import socket
 
+    servers = _servers(bootstrap)
+    if servers is None:
+        return None
     reasons = []
-    servers = [server.strip() for server in bootstrap.split(",")]
-    for server in servers:
-        host, _, port = server.rpartition(":")
-        if not port.isdigit():
-            return None  # not host:port: the Kafka client says what is wrong with it
+    for server, host, port in servers:
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            with socket.create_connection((host, port), timeout=timeout):
                 return None
         except socket.gaierror as exc:
             reasons.append(f"{server}: unknown host ({exc.strerror})")
@@ -188,19 +199,17 @@ def no_tls(bootstrap: str, client_kwargs: Mapping[str, Any], timeout: float = TL
     import socket
     import ssl
 
-    if client_kwargs.get("security_protocol") not in ("SSL", "SASL_SSL"):
+    servers = _servers(bootstrap)
+    if servers is None or client_kwargs.get("security_protocol") not in ("SSL", "SASL_SSL"):
         return None
     context = ssl.create_default_context(cafile=client_kwargs.get("ssl_cafile"))
     if client_kwargs.get("ssl_certfile"):
         context.load_cert_chain(client_kwargs["ssl_certfile"], client_kwargs.get("ssl_keyfile"))
     reasons = []
-    for server in (server.strip() for server in bootstrap.split(",")):
-        host, _, port = server.rpartition(":")
-        if not port.isdigit():
-            return None
+    for server, host, port in servers:
         try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw:
-                with context.wrap_socket(raw, server_hostname=host.strip("[]")):
+            with socket.create_connection((host, port), timeout=timeout) as raw:
+                with context.wrap_socket(raw, server_hostname=host):
                     return None
         except ssl.SSLCertVerificationError as exc:
             reasons.append(f"{server}: certificate not trusted ({exc.verify_message})")
