@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import signal
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from leadflow.broker import EmbeddedBroker
+from leadflow.broker import EmbeddedBroker, signal_group
 from streams.topics import Topics, ensure_topics
 from tests.kafka_helpers import consume_all, produce  # noqa: F401  (re-exported for tests)
 from tests.sinks.sample_records import PG_BASE
@@ -25,7 +26,7 @@ from tests.sinks.sample_records import PG_BASE
 if TYPE_CHECKING:
     from tests.deploy.fake_registry import FakeRegistry
 
-_KAFKA_FIXTURES = {"kafka_broker", "bootstrap", "kafka_topics"}
+_KAFKA_FIXTURES = {"kafka_broker", "private_broker", "bootstrap", "kafka_topics"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -80,6 +81,18 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedB
     try:
         yield broker
     finally:
+        broker.stop()
+
+
+@pytest.fixture
+def private_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A broker for one test, so that it may be stopped (SIGSTOP: unreachable, state kept) without
+    stopping anyone else's; woken (SIGCONT) before it is stopped for good."""
+    broker = EmbeddedBroker(log_dir=tmp_path / "tansu").start()
+    try:
+        yield broker
+    finally:
+        signal_group(broker.pid, signal.SIGCONT)
         broker.stop()
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from kafka import KafkaProducer
 
+from leadflow.broker import signal_group
 from leadflow.traffic import TrafficShape, json_lines
 from lifecycle.ids import event_digest
 from leadflow.worker import topics_from_env
@@ -44,16 +45,6 @@ STALLS = 3
 GAP = 6.0
 #: Default policy: every SLA of these March 2026 journeys is long overdue, so timers fire too.
 POLICY = "# built-in defaults\n"
-
-
-def _signal(pid: int | None, sig: int) -> None:
-    """``sig`` to the process group of a child started in its own session (never anything else)."""
-    if pid is None:
-        return
-    try:
-        os.killpg(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def traffic(count: int) -> list[tuple[bytes, bytes]]:
@@ -129,7 +120,7 @@ class Cluster:
     def kill_all(self) -> None:
         for worker in self.workers:
             if worker.proc is not None:
-                _signal(worker.proc.pid, signal.SIGCONT)
+                signal_group(worker.proc.pid, signal.SIGCONT)
             worker.kill()
 
 
@@ -145,17 +136,6 @@ def cluster_on(tmp_path: Path, unique_name: Callable[..., str]) -> Iterator[Call
     yield make
     for cluster in made:
         cluster.kill_all()
-
-
-@pytest.fixture
-def private_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker for one test, so that it may be stopped (SIGSTOP) without stopping anyone else's."""
-    broker = EmbeddedBroker(log_dir=tmp_path / "tansu").start()
-    try:
-        yield broker
-    finally:
-        _signal(broker.pid, signal.SIGCONT)
-        broker.stop()
 
 
 def transitions(records: list[dict[str, Any]]) -> set[tuple[Any, ...]]:
@@ -256,33 +236,10 @@ def stream_with_stalls(cluster: Cluster, events: list[tuple[bytes, bytes]], stal
     assert feed.error is None, feed.error
 
 
-def test_a_worker_paused_past_its_session_timeout_never_corrupts_lead_state(
-    kafka_broker: EmbeddedBroker, cluster_on: Callable[[EmbeddedBroker], Cluster]
-) -> None:
-    cluster = cluster_on(kafka_broker)
-    workers = [cluster.start(name) for name in ("w1", "w2", "w3")]
-    for w in workers:
-        w.wait_ready(timeout=60)
-    cluster.wait_split(workers)
-    victim = workers[0]
-    events = traffic(EVENTS)
-
-    def pause(i: int) -> None:
-        assert victim.proc is not None and victim.proc.poll() is None, victim.tail()
-        _signal(victim.proc.pid, signal.SIGSTOP)
-        time.sleep(WORKER_PAUSE)
-        _signal(victim.proc.pid, signal.SIGCONT)
-
-    stream_with_stalls(cluster, events, pause, seconds=STALLS * (GAP + WORKER_PAUSE) + GAP)
-    for w in workers:
-        assert w.proc is not None and w.proc.poll() is None, w.tail()
-    check_against_replay(cluster, events)
-
-
-def test_a_broker_stalled_past_the_session_timeout_never_corrupts_lead_state(
-    private_broker: EmbeddedBroker, cluster_on: Callable[[EmbeddedBroker], Cluster]
-) -> None:
-    cluster = cluster_on(private_broker)
+def stall_and_check(cluster: Cluster, stopped: Callable[[list[Worker]], int], pause: float) -> None:
+    """Three workers share the partitions; while the events stream, the process ``stopped(workers)``
+    names is stopped (SIGSTOP) for ``pause`` seconds, ``STALLS`` times. Then every worker still runs
+    and the outcome is the replay's (``check_against_replay``)."""
     workers = [cluster.start(name) for name in ("w1", "w2", "w3")]
     for w in workers:
         w.wait_ready(timeout=60)
@@ -290,11 +247,29 @@ def test_a_broker_stalled_past_the_session_timeout_never_corrupts_lead_state(
     events = traffic(EVENTS)
 
     def stall(i: int) -> None:
-        _signal(private_broker.pid, signal.SIGSTOP)
-        time.sleep(BROKER_PAUSE)
-        _signal(private_broker.pid, signal.SIGCONT)
+        pid = stopped(workers)
+        signal_group(pid, signal.SIGSTOP)
+        time.sleep(pause)
+        signal_group(pid, signal.SIGCONT)
 
-    stream_with_stalls(cluster, events, stall, seconds=STALLS * (GAP + BROKER_PAUSE) + GAP)
+    stream_with_stalls(cluster, events, stall, seconds=STALLS * (GAP + pause) + GAP)
     for w in workers:
         assert w.proc is not None and w.proc.poll() is None, w.tail()
     check_against_replay(cluster, events)
+
+
+def running_pid(worker: Worker) -> int:
+    assert worker.proc is not None and worker.proc.poll() is None, worker.tail()
+    return worker.proc.pid
+
+
+def test_a_worker_paused_past_its_session_timeout_never_corrupts_lead_state(
+    kafka_broker: EmbeddedBroker, cluster_on: Callable[[EmbeddedBroker], Cluster]
+) -> None:
+    stall_and_check(cluster_on(kafka_broker), lambda workers: running_pid(workers[0]), WORKER_PAUSE)
+
+
+def test_a_broker_stalled_past_the_session_timeout_never_corrupts_lead_state(
+    private_broker: EmbeddedBroker, cluster_on: Callable[[EmbeddedBroker], Cluster]
+) -> None:
+    stall_and_check(cluster_on(private_broker), lambda workers: private_broker.pid, BROKER_PAUSE)
