@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import orjson
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -120,12 +121,10 @@ def _duration(ms: int) -> str:
 
 def stage_counts(out_dir: Path) -> dict[str, int]:
     """Leads per current stage, read back from the lifecycle file just written."""
-    import json
-
     latest: dict[str, str] = {}
     with open(out_dir / "lifecycle.jsonl", "rb") as lines:
         for line in lines:
-            record = json.loads(line)
+            record = orjson.loads(line)
             latest[record["lead_id"]] = record["to_stage"]
     counts = dict.fromkeys((s.value for s in Stage), 0)
     for stage in latest.values():
