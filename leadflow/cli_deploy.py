@@ -22,10 +22,10 @@ config_option = click.option(
 
 
 def deployment_topics(settings: Settings) -> Topics:
-    """Every topic of the deployment, the worker's table changelogs included."""
-    from streams.app import TABLE
+    """Every topic of the deployment, the worker's table changelogs included (faust loads lazily)."""
+    from streams.app import deployment_topics
 
-    return settings.topics.with_tables(TABLE)
+    return deployment_topics(settings)
 
 
 def create_topics(

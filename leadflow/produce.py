@@ -180,11 +180,11 @@ def _close(producer: Any, timeout: float) -> None:
 
 
 def run(file: str, broker: str | None = None) -> dict[str, int]:
-    from leadflow.worker import TABLE
+    from streams.app import deployment_topics
     from streams.config import kafka_python_kwargs, load_settings
 
     settings = load_settings()
-    topics = settings.topics.with_tables(TABLE)
+    topics = deployment_topics(settings)
     bootstrap, embedded = resolve_broker(broker)
     # the deployment's TLS/SASL settings are for the user's cluster, never the embedded broker
     client = kafka_python_kwargs(settings) if embedded is None else None

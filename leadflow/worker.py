@@ -26,7 +26,7 @@ from typing import Any
 
 from lifecycle.errors import ConfigError, StoreFailure
 from lifecycle.policy import Policy
-from streams.app import TABLE, LeadflowApp, build_app
+from streams.app import LeadflowApp, build_app, deployment_topics
 from leadflow.broker import resolve_broker
 from streams.settings import ENV_QUIRKS, is_tansu
 from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
@@ -43,7 +43,7 @@ def topics_from_env(env: Any = os.environ) -> Topics:
     Every ``LEADFLOW_*`` variable is checked here, at start-up: a bad one stops the worker with
     one line per bad value (exit status 2), never half-way through a stream.
     """
-    return load_settings(dict(env)).topics.with_tables(TABLE)
+    return deployment_topics(load_settings(dict(env)))
 
 
 def broker_quirks(settings: Any, bootstrap: str, embedded: bool) -> bool:
@@ -70,7 +70,7 @@ def run(broker: str | None, policy: Policy | None, policy_path: str | None = Non
         from schemas.policy_file import load_policy
 
         policy, policy_path = load_policy(settings.policy), settings.policy
-    topics = settings.topics.with_tables(TABLE)
+    topics = deployment_topics(settings)
     if web_port:
         check_port(settings.web_bind, web_port)  # one line now, not a traceback from faust later
     if data_dir is not None:

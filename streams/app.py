@@ -70,6 +70,13 @@ from streams.topics import Topics
 log = logging.getLogger("leadflow.worker")
 
 TABLE = "leads"
+
+
+def deployment_topics(settings: Any) -> Topics:
+    """Every topic of a deployment (``streams.config.Settings``), the lead table's changelog included."""
+    return settings.topics.with_tables(TABLE)
+
+
 #: Timer tick, seconds: due deadlines are turned into commands this often.
 TIMER_TICK = 0.1
 #: A lead's row larger than this is not written (the broker's default message limit is 1 MiB): its
