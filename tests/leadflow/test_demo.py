@@ -201,7 +201,7 @@ class TmuxDemo:
 @pytest.fixture(scope="module")
 def tmux_demo(tmp_path_factory: pytest.TempPathFactory):
     if shutil.which("tmux") is None:
-        pytest.skip("tmux not installed (apt-get install -y tmux)")
+        pytest.fail("tmux is not installed: `apt-get install -y tmux` (`make test` installs it)")
     demo = TmuxDemo(tmp_path_factory.mktemp("demo-tmux")).start()
     yield demo
     demo.close()

@@ -82,10 +82,10 @@ def test_text_is_escaped() -> None:
     assert "<img" not in html and "&lt;img src=x&gt;" in html
 
 
-@pytest.mark.skipif(chromium() is None, reason="Chromium is not installed (apt-get install -y chromium)")
 def test_charts_render_in_headless_chromium(page: Path, tmp_path: Path) -> None:
     browser = chromium()
-    assert browser is not None
+    if browser is None:
+        pytest.fail("Chromium is not installed: `apt-get install -y chromium` (`make test` installs it)")
     run = subprocess.run([browser, *chromium_args(tmp_path / "profile"), "--dump-dom", page.as_uri()],
                          capture_output=True, text=True, timeout=120)
     dom = run.stdout
