@@ -290,9 +290,9 @@ class LeadflowApp:
             self._schedule(message.partition, lead_id, row.wake_at)
             for record in step.records:
                 if isinstance(record, LifecycleRecord):
-                    self.metrics.transitions.labels(record.to_stage).inc()
+                    self.metrics.transitions_to(record.to_stage).inc()
                 else:
-                    self.metrics.alerts.labels(record.type).inc()
+                    self.metrics.alerts_of(record.type).inc()
         elif step.sends:
             self.metrics.reemitted.inc(len(step.sends))
         if step.sends:
@@ -372,7 +372,7 @@ class LeadflowApp:
                                   message.offset)
         await self._produce(self.topics.topic_for(DlqRecord), message.key, self.output.encode(record),
                             headers=trace_headers(message.headers))
-        self.metrics.dlq.labels(error.code).inc()
+        self.metrics.dlq_of(error.code).inc()
 
     async def process(self, message: Any) -> bool:
         """One message, whatever happens: a record's fault becomes a ``processing_failed`` dead
@@ -420,7 +420,7 @@ class LeadflowApp:
             return applied
 
     async def _on_event(self, event: LeadEvent, message: Any, headers: list[tuple[str, bytes]]) -> bool:
-        self.metrics.events.labels(event.event_type).inc()
+        self.metrics.events_of(event.event_type).inc()
         position = Position(message.topic, message.partition, message.offset)
         step = self.application.on_event(self.load(event.lead_id), event, now_ms(), position, self.committed)
         if step.duplicate:

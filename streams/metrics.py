@@ -52,6 +52,24 @@ class _PolicyCollector(Collector):
         yield family
 
 
+def _children(metric: Any) -> Callable[[str], Any]:
+    """``metric.labels(value)`` for a metric of one label, each child looked up once.
+
+    ``labels()`` validates its arguments, takes the metric's lock and looks the child up on every
+    call (per message, for the agent); prometheus_client returns the same child for the same value
+    every time, and no child is ever removed here, so keeping them is the same child, cheaper."""
+    cache: dict[str, Any] = {}
+
+    def child(value: str) -> Any:
+        try:
+            return cache[value]
+        except KeyError:
+            made = cache[value] = metric.labels(value)
+            return made
+
+    return child
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -97,6 +115,11 @@ class Metrics:
         self.policy_refused = Counter("leadflow_policy_refused",
                                       "Published policies that failed to load (the worker kept its policy)",
                                       registry=r)
+        #: the labelled children of the per-message counters, by label value (``_children``)
+        self.events_of = _children(self.events)
+        self.transitions_to = _children(self.transitions)
+        self.alerts_of = _children(self.alerts)
+        self.dlq_of = _children(self.dlq)
 
     def bind(self, *, pending: Callable[[], int], partitions: Callable[[], int],
              lag: Callable[[], Iterable[tuple[str, int, int]]], policy: Callable[[], Any] | None = None) -> None:
