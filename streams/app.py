@@ -271,7 +271,8 @@ class LeadflowApp:
                              headers: list[tuple[str, bytes]] | None = None) -> bool:
         """Save the step's row (if it changed) and send what the step says, in that order; False
         if the partition is no longer served here (nothing written)."""
-        if not await self.ownership.admit(message):  # [ownership] checked again before writing
+        ownership = self.ownership  # [ownership] checked again before writing (fast path first)
+        if not (ownership.admits(message) or await ownership.admit(message)):
             return False
         if step.late_ms:
             for late in step.late_ms:
@@ -653,7 +654,8 @@ def build_app(
         consumer = app.consumer
         async for event in stream.events():
             message = event.message
-            if not await lf.ownership.admit(message):  # [ownership] partitions served, now
+            # [ownership] partitions served, now (the synchronous fast path first)
+            if not (ownership.admits(message) or await ownership.admit(message)):
                 continue
             if not await consumer.in_order(message):  # [ownership] each partition in log order
                 continue

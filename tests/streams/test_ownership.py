@@ -193,6 +193,23 @@ def test_admit_waits_for_a_heartbeat_or_gives_the_message_up_on_revocation() -> 
     assert dropped.acked is True                         # never acknowledged to the consumer
 
 
+def test_admits_is_true_only_where_admit_would_return_true_at_once() -> None:
+    own = serving()
+    assert own.check(msg()) == OK and own.admits(msg())
+    assert not own.admits(msg(generation=4))             # fetched in another generation: admit drops it
+    own._state = (5, frozenset({0}), time.monotonic() - 0.1)   # lapsed lease: admit holds
+    assert own.check(msg()) == HOLD and not own.admits(msg())
+    own.renew(5, time.monotonic())
+    own._held_since = time.monotonic()                   # admit has a message held: it logs the resume
+    assert own.check(msg()) == OK and not own.admits(msg())
+    assert asyncio.run(own.admit(msg())) is True and own._held_since is None
+    assert own.admits(msg())
+    own.on_revoke()
+    assert not own.admits(msg())
+    dropped = msg()
+    assert asyncio.run(own.admit(dropped)) is False and dropped.acked is True
+
+
 def test_forget_takes_the_message_off_the_consumers_messages_in_flight() -> None:
     m = msg()
     consumer = SimpleNamespace(_unacked_messages={m})
