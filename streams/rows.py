@@ -28,6 +28,7 @@ ALERT: Final = "A"
 LIFECYCLE_JSON: Final = "l"
 ALERT_JSON: Final = "a"
 EMPTY: Final[Row] = Row()
+_new = tuple.__new__  # a NamedTuple (``Position``) built without its keyword-parsing ``__new__``
 
 #: What the outbox keeps of a record: which output it goes to, and its encoded bytes (JSON or Avro,
 #: as sent) held as a latin-1 string, which JSON carries byte for byte.
@@ -58,7 +59,8 @@ def encode(row: Row, version: int | None = None) -> bytes:
         "v": row.version if version is None else version,
         "wake": row.wake_at,
         "lead": row.lead.to_state() if row.lead is not None else None,
-        "outbox": [[s.message_id, *s.position, [list(kept) for kept in s.records]] for s in row.outbox],
+        # the kept records are (kind, payload) tuples: orjson writes a tuple as the list it once was
+        "outbox": [[s.message_id, *s.position, s.records] for s in row.outbox],
     }
     if row.held:
         doc["held"] = [_event_doc(event) for event in row.held]
@@ -67,10 +69,10 @@ def encode(row: Row, version: int | None = None) -> bytes:
 
 def decode(raw: bytes) -> Row:
     doc = orjson.loads(raw)
-    outbox = tuple(
-        Sent(message_id, Position(topic, partition, offset), tuple((kind, payload) for kind, payload in kept))
+    outbox = tuple([
+        Sent(message_id, _new(Position, (topic, partition, offset)), tuple([(kind, payload) for kind, payload in kept]))
         for message_id, topic, partition, offset, kept in doc["outbox"]
-    )
+    ])
     lead = Lead.from_state(doc["lead"]) if doc["lead"] is not None else None
     held = tuple(_event(event) for event in doc.get("held", ()))
     return Row(lead, outbox, doc.get("v", 0), held, doc.get("wake"))
