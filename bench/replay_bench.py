@@ -29,6 +29,7 @@ import orjson  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from bench.chart import bars  # noqa: E402
 from leadflow.replay import Source, replay  # noqa: E402
 from leadflow.traffic import TrafficShape, json_lines  # noqa: E402
 from lifecycle.application import Row  # noqa: E402
@@ -210,6 +211,8 @@ def main() -> None:
     table.add_row("applied / duplicates / DLQ", f"{tally.applied:,} / {tally.duplicates:,} / {tally.dead_lettered:,}", "")
     table.add_row("stage changes / alerts", f"{tally.transitions:,} / {sum(tally.alerts.values()):,}", "")
     console.print(table)
+    print(bars({"baseline (json loads+dumps)": base_rate, "replay --jobs 1": rate,
+                f"replay --jobs {args.jobs}": jobs_rate}, base_rate, 0.4))
 
 
 if __name__ == "__main__":

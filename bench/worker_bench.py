@@ -57,6 +57,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from rich.console import Console
 
+from bench.chart import bars
 from bench.faust_baselines import VARIANTS, Variant, payload, run_variant
 from lifecycle.application import Application
 from lifecycle.engine import Engine
@@ -618,6 +619,9 @@ def report_rates(kind: str, figures: dict[str, tuple[float, str, str]], count: i
     if one:
         ok = "met" if two >= 1.8 * one else "missed"
         print(f"  two workers x{two / one:.2f} of one (target >= 1.8: {ok})")
+    if consume:
+        print(bars({label: rate for label, (rate, _, _) in figures.items()}, consume, 0.4))
+
 
 
 def report_recovery(out: dict[str, Any], leads: int) -> None:
