@@ -183,9 +183,7 @@ class Ownership:
         """The synchronous fast path of :meth:`admit`: True when ``admit`` would return True at once
         (``check`` says ``OK`` and no message is being held). False says nothing: ask ``admit``, as
         in ``admits(m) or await admit(m)``, which holds, drops and logs as it always has."""
-        generation, serving, lease = self._state
-        return (self._held_since is None and generation is not None and message.generation_id == generation
-                and message.partition in serving and time.monotonic() < lease)
+        return self._held_since is None and self.check(message) == OK
 
     async def admit(self, message: Any) -> bool:
         """Whether ``message`` may be processed and its writes made, waiting while the lease is
