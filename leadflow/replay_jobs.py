@@ -71,8 +71,6 @@ _CHUNK = 8192
 #: Inputs smaller than this replay in one process unless ``--jobs`` is given: forking costs more.
 PARALLEL_MIN_BYTES = 8 * 1024 * 1024
 
-LIFECYCLE, ALERTS, DLQ = 0, 1, 2
-
 #: A line's time in the exchange when it is no valid event (every valid time is >= EARLIEST_MS, 0).
 INVALID = -1
 #: Blocks a job decodes (and sends the times of) ahead of the block it steps.
@@ -134,6 +132,7 @@ def shard_of(lead_id: str, jobs: int) -> int:
 
 
 _KEY = b'"lead_id":"'
+_KEY_LENGTH = len(_KEY)
 
 
 def line_shard(line: bytes, jobs: int) -> int:
@@ -145,12 +144,13 @@ def line_shard(line: bytes, jobs: int) -> int:
     its UTF-8 (no escapes); any other line is parsed (orjson, as the decoder does)."""
     at = line.find(_KEY)
     if at >= 0 and line.count(b'"lead_id"') == 1 and b"\\" not in line:
-        end = line.find(b'"', at + 11)
+        start = at + _KEY_LENGTH
+        end = line.find(b'"', start)
         if end >= 0:
-            return owner_of(zlib.crc32(line[at + 11:end]), jobs)
+            return owner_of(zlib.crc32(line[start:end]), jobs)
     try:
         lead_id = orjson.loads(line).get("lead_id")
-        return owner_of(zlib.crc32(lead_id.encode()), jobs) if type(lead_id) is str else 0
+        return shard_of(lead_id, jobs) if type(lead_id) is str else 0
     except (orjson.JSONDecodeError, AttributeError, UnicodeEncodeError):
         return 0
 
@@ -357,8 +357,7 @@ class Merger(Writer):
         super().__init__(None)
         self.outputs, self.wait = outputs, wait
         self.others = [Frames(part) for part in parts]
-        self.own = Frames(Path())
-        self.own.done = -1
+        self.own = Frames(Path())  # this job's entries, handed over without a file
 
     def frame(self, done: int) -> None:
         self.own.entries.extend(self.chunk)
@@ -473,6 +472,14 @@ def _run_shard(
 
     index = -1
     add = writer.add
+
+    def step_due(until: int, line: int, phase: int, inclusive: bool) -> None:
+        """Step the rows due before ``until`` (or at it), their records tagged ``(line, phase, due,
+        lead id)``."""
+        for lead_id, due, records in steps_due(until, inclusive=inclusive):
+            if records:
+                add((line, phase, due, lead_id), records)
+
     ahead: deque = deque()
     while len(ahead) < AHEAD:
         first = read_block()
@@ -498,9 +505,7 @@ def _run_shard(
                     continue
                 before = processor.clock
                 if timers.any_due(item):
-                    for lead_id, due, records in steps_due(item, inclusive=False):
-                        if records:
-                            add((index, 0, due, lead_id), records)
+                    step_due(item, index, 0, False)
                 if before is None or item > before:
                     processor.clock = item
                 if watch is not None:
@@ -514,9 +519,7 @@ def _run_shard(
             at = item.occurred_at
             before = processor.clock
             if timers.any_due(at):
-                for lead_id, due, records in steps_due(at, inclusive=False):
-                    if records:
-                        add((index, 0, due, lead_id), records)
+                step_due(at, index, 0, False)
             lead_id = item.lead_id
             if holds and lead_id not in rows:
                 first_line[lead_id] = index
@@ -528,9 +531,7 @@ def _run_shard(
         writer.block_done(index)
     final = until if until is not None else processor.clock
     if final is not None:
-        for lead_id, due, records in steps_due(final, inclusive=True):
-            if records:
-                add((END, 0, due, lead_id), records)
+        step_due(final, END, 0, True)
         observe(final)
         flushed = False
         for lead_id, records in processor.flush_held(final):
@@ -538,9 +539,7 @@ def _run_shard(
             if records:
                 add((END, 1, first_line[lead_id], lead_id), records)
         if flushed:
-            for lead_id, due, records in steps_due(final, inclusive=True):
-                if records:
-                    add((END, 2, due, lead_id), records)
+            step_due(final, END, 2, True)
     writer.finish()
     return processor.tally
 
@@ -555,7 +554,7 @@ def _child(sources: Sequence, policy: Policy, until: int | None, job: int, jobs:
 
     try:
         outcome: tuple = ("ok", run_shard(sources, policy, until, job, jobs, out_path, reader,
-                                          exchange=exchange_for(job, pipes, block, alive)))
+                                          exchange=exchange_for(job, pipes, block, alive)), False)
     except BaseException as error:  # noqa: BLE001 - reported to the parent, which raises it
         outcome = ("error", f"{type(error).__name__}: {error}", isinstance(error, PeerFailed))
     with open(result_path, "wb") as result:
@@ -637,7 +636,7 @@ def replay_parallel(
                 merger.close()
             for job, child in enumerate(children, start=1):
                 child.join()
-                status, value, *_ = _outcome(results[job], child)
+                status, value, _ = _outcome(results[job], child)
                 if status != "ok":
                     raise ShardFailed(f"replay job {job} of {jobs} failed: {value}")
                 tallies.append(value)
@@ -651,6 +650,7 @@ def replay_parallel(
 
 
 def _outcome(path: Path, child) -> tuple:
+    """A job's ``(status, tally or why it failed, whether it failed because another job did)``."""
     try:
         with open(path, "rb") as result:
             return pickle.load(result)
@@ -664,7 +664,7 @@ def _failure(children: Sequence, results: Sequence[Path], jobs: int) -> ShardFai
         child.join(timeout=10)
         if child.is_alive():
             continue
-        status, value, *peer = _outcome(results[job], child)
-        if status != "ok" and not (peer and peer[0]):
+        status, value, because_of_peer = _outcome(results[job], child)
+        if status != "ok" and not because_of_peer:
             return ShardFailed(f"replay job {job} of {jobs} failed: {value}")
     return None
