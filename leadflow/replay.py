@@ -17,8 +17,9 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, TypeVar
 
 from leadflow import jsonlines
 from leadflow.replay_output import OUTPUT_FILES, ReplayOutput  # noqa: F401 - OUTPUT_FILES: re-exported
@@ -97,6 +98,8 @@ WRITE_EVERY = 4096
 #: Lines between two ``gc.freeze()`` calls while a replay reads (``read_lines``).
 FREEZE_EVERY = 1 << 16
 
+T = TypeVar("T")
+
 
 def read_lines(source: Source, stream: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
     """``(line number from 1, line without its newline, bytes consumed)``; blank lines are skipped,
@@ -108,34 +111,31 @@ def read_lines(source: Source, stream: BinaryIO) -> Iterator[tuple[int, bytes, i
     thresholds, ~12% of the CPU of a replay of 1 000 000 events over 100 000 leads); young
     collections are made rarer too. Garbage cycles frozen on the way are collected after
     ``gc.unfreeze``; the thresholds are restored."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])  # and fewer young collections
-    next_freeze = FREEZE_EVERY
-    try:
-        for item in jsonlines.read_lines(stream):
-            yield item
-            if item[0] >= next_freeze:
-                gc.freeze()
-                next_freeze = item[0] + FREEZE_EVERY
-    except OSError as exc:
-        raise InputError(f"cannot read {source.name}: {exc.strerror or exc}") from None
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*thresholds)
+    return _reading(source, jsonlines.read_lines(stream), itemgetter(0))
 
 
 def read_blocks(source: Source, stream: BinaryIO) -> Iterator[list[tuple[int, bytes, int]]]:
     """The items of ``read_lines`` in lists, read a chunk at a time (``jsonlines.read_blocks``): for
     regular files, whose lines need not come as they are written. The collector as in ``read_lines``."""
+    return _reading(source, jsonlines.read_blocks(stream), _last_line)
+
+
+def _last_line(block: list[tuple[int, bytes, int]]) -> int:
+    return block[-1][0]
+
+
+def _reading(source: Source, items: Iterator[T], line_of: Callable[[T], int]) -> Iterator[T]:
+    """``items`` of ``source`` (``line_of`` an item: the last line number it holds), with the
+    collector kept off the rows as ``read_lines`` says and a read error naming the input."""
     thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])
+    gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])  # and fewer young collections
     next_freeze = FREEZE_EVERY
     try:
-        for block in jsonlines.read_blocks(stream):
-            yield block
-            if block[-1][0] >= next_freeze:
+        for item in items:
+            yield item
+            if line_of(item) >= next_freeze:
                 gc.freeze()
-                next_freeze = block[-1][0] + FREEZE_EVERY
+                next_freeze = line_of(item) + FREEZE_EVERY
     except OSError as exc:
         raise InputError(f"cannot read {source.name}: {exc.strerror or exc}") from None
     finally:
