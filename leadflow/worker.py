@@ -63,8 +63,6 @@ def broker_quirks(settings: Any, bootstrap: str, embedded: bool) -> bool:
 
 def run(broker: str | None, policy: Policy | None, policy_path: str | None = None,
         web_port: int | None = 6066, data_dir: str | None = None) -> None:
-    import faust
-
     settings = load_settings()  # every LEADFLOW_* value is checked before anything starts
     if policy is None and settings.policy:  # LEADFLOW_POLICY, when --policy is not given
         from schemas.policy_file import load_policy
