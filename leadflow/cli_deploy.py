@@ -14,18 +14,11 @@ from collections.abc import Callable
 import click
 
 from streams.config import ENV_CONFIG, Settings, kafka_python_kwargs, load_settings
-from streams.topics import TopicError, Topics, ensure_topics
+from streams.topics import TopicError, deployment_topics, ensure_topics
 
 config_option = click.option(
     "--config", "config_file", metavar="FILE", type=click.Path(dir_okay=False), default=None,
     help=f"TOML config file (default ${ENV_CONFIG}); LEADFLOW_* variables win over it.")
-
-
-def deployment_topics(settings: Settings) -> Topics:
-    """Every topic of the deployment, the worker's table changelogs included (faust loads lazily)."""
-    from streams.app import deployment_topics
-
-    return deployment_topics(settings)
 
 
 def create_topics(

@@ -25,7 +25,7 @@ from typing import IO, Any
 from leadflow import jsonlines
 from lifecycle.errors import LeadflowError, excerpt
 from leadflow.broker import resolve_broker
-from streams.topics import Topics, ensure_topics
+from streams.topics import Topics, deployment_topics, ensure_topics
 
 PROGRESS_ABOVE_BYTES = 5_000_000
 #: A send waits at most this long for the broker (a full buffer, unknown metadata), and a record is
@@ -180,7 +180,6 @@ def _close(producer: Any, timeout: float) -> None:
 
 
 def run(file: str, broker: str | None = None) -> dict[str, int]:
-    from streams.app import deployment_topics
     from streams.config import kafka_python_kwargs, load_settings
 
     settings = load_settings()

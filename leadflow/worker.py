@@ -26,13 +26,13 @@ from typing import Any
 
 from lifecycle.errors import ConfigError, StoreFailure
 from lifecycle.policy import Policy
-from streams.app import LeadflowApp, build_app, deployment_topics
+from streams.app import LeadflowApp, build_app
 from leadflow.broker import resolve_broker
 from streams.settings import ENV_QUIRKS, is_tansu
 from streams.config import faust_kwargs, kafka_python_kwargs, load_settings
 from streams.policy_topic import PolicyWatcher, Published, Refused
 from streams.relay import relay_for
-from streams.topics import Topics, ensure_topics
+from streams.topics import Topics, deployment_topics, ensure_topics
 
 log = logging.getLogger("leadflow.policy")
 

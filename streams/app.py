@@ -66,17 +66,9 @@ from streams.output import JsonOutput, Output
 from streams.partitioning import PlacementWatch
 from streams.recovery import LeadflowTableManager
 from streams.settings import faust_settings
-from streams.topics import Topics
+from streams.topics import TABLE, Topics
 
 log = logging.getLogger("leadflow.worker")
-
-TABLE = "leads"
-
-
-def deployment_topics(settings: Any) -> Topics:
-    """Every topic of a deployment (``streams.config.Settings``), the lead table's changelog included."""
-    return settings.topics.with_tables(TABLE)
-
 
 #: Timer tick, seconds: due deadlines are turned into commands this often.
 TIMER_TICK = 0.1

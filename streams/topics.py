@@ -149,6 +149,15 @@ class Topics:
         return dataclasses.replace(self, tables=(*self.tables, *tables))
 
 
+#: The worker's lead table (``streams.app``); its changelog is a topic of every deployment.
+TABLE = "leads"
+
+
+def deployment_topics(settings: Any) -> Topics:
+    """Every topic of a deployment (``streams.config.Settings``), the lead table's changelog included."""
+    return settings.topics.with_tables(TABLE)
+
+
 #: How long ``unreachable`` waits for a TCP connection to one bootstrap server.
 PROBE_SECONDS = 2.0
 #: How long a TLS handshake may take before the broker is said not to speak TLS, seconds.
