@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from hypothesis import given, settings, strategies as st
 
@@ -35,22 +37,28 @@ def test_a_long_last_line_without_newline_and_stopping_at_the_first_long_line() 
     assert len(lines) == 1 and isinstance(lines[0][1], LongLine)   # nothing read past it
 
 
-def test_a_huge_sparse_file_is_read_past_in_bounded_memory(tmp_path: Path) -> None:
+def _read_sparse(tmp_path: Path, size: int, read: Callable[[BinaryIO], list]) -> None:
+    """A file of ``size`` NUL bytes and no newline (sparse: no disk used), then one line, read past
+    in bounded memory: the long line is a ``LongLine`` and the next one still comes."""
     sparse = tmp_path / "sparse.jsonl"
     with open(sparse, "wb") as f:
-        f.truncate(256 * 1024 * 1024)            # 256 MiB of NUL bytes and no newline, no disk used
+        f.truncate(size)
         f.seek(0, io.SEEK_END)
         f.write(b'\n{"after":1}\n')
     tracemalloc.start()
     try:
         with open(sparse, "rb") as f:
-            lines = list(read_lines(f))
+            lines = read(f)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
     assert [n for n, _, _ in lines] == [1, 2] and lines[1][1] == b'{"after":1}'
-    assert isinstance(lines[0][1], LongLine) and lines[0][1].length == 256 * 1024 * 1024
+    assert isinstance(lines[0][1], LongLine) and lines[0][1].length == size
     assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes"
+
+
+def test_a_huge_sparse_file_is_read_past_in_bounded_memory(tmp_path: Path) -> None:
+    _read_sparse(tmp_path, 256 * 1024 * 1024, lambda f: list(read_lines(f)))
 
 
 pieces = st.sampled_from([b"\n", b"\r", b"\r\n", b" ", b"\t", b"{}", b'{"a":"b"}', b"x" * 9, b"y" * 10, b"z" * 11,
@@ -69,18 +77,4 @@ def test_blocks_hold_the_lines_read_one_at_a_time(parts: list[bytes], chunk: int
 
 
 def test_blocks_read_past_a_huge_sparse_file_in_bounded_memory(tmp_path: Path) -> None:
-    sparse = tmp_path / "sparse.jsonl"
-    with open(sparse, "wb") as f:
-        f.truncate(64 * 1024 * 1024)
-        f.seek(0, io.SEEK_END)
-        f.write(b'\n{"after":1}\n')
-    tracemalloc.start()
-    try:
-        with open(sparse, "rb") as f:
-            lines = [line for block in read_blocks(f) for line in block]
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert [n for n, _, _ in lines] == [1, 2] and lines[1][1] == b'{"after":1}'
-    assert isinstance(lines[0][1], LongLine) and lines[0][1].length == 64 * 1024 * 1024
-    assert peak < 8 * 1024 * 1024, f"peak {peak:,} bytes"
+    _read_sparse(tmp_path, 64 * 1024 * 1024, lambda f: [line for block in read_blocks(f) for line in block])
