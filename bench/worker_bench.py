@@ -71,7 +71,7 @@ from schemas import codec
 from schemas.policy_file import parse_policy
 from schemas.wire import format_time, parse_time
 from streams import rows
-from streams.app import partition_for
+from streams.app import now_ms, partition_for
 from streams.output import JsonOutput
 from streams.topics import Topics, ensure_topics
 
@@ -113,10 +113,6 @@ BROKER_PID: int | None = None
 def load() -> str:
     one, five, _ = os.getloadavg()
     return f"load {one:.2f}/{five:.2f}"
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 # -- workers as processes ---------------------------------------------------------------------------
